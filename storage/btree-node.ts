@@ -1,0 +1,482 @@
+// B+tree node formats. A leaf stores its keys together, then each value column together
+// (see FORMAT.md): a column whose present cells all have one width is stored fixed-width and
+// 8-byte aligned, so an upper layer that encodes float64 cells gets a Float64Array view of
+// the page with no copy; other columns are offsets + bytes. A scan that needs two columns
+// touches two column sections and builds nothing else.
+import { corruptAt } from './errors.js';
+import { PageType, type PageInfo } from './page.js';
+import type { DirtyPage } from './pager.js';
+
+/** A stored value too large for a leaf, kept in a run of overflow pages. */
+export class OverflowRef {
+  static readonly BYTES = 12;
+  constructor(readonly startPage: number, readonly pageCount: number, readonly byteLength: number) {}
+  encode(): Buffer {
+    const b = Buffer.alloc(OverflowRef.BYTES);
+    b.writeUInt32LE(this.startPage, 0);
+    b.writeUInt32LE(this.pageCount, 4);
+    b.writeUInt32LE(this.byteLength, 8);
+    return b;
+  }
+}
+
+/** One column value of an entry: bytes, or null when absent. */
+export type Cell = Uint8Array | null;
+export type StoredCell = Buffer | null | OverflowRef;
+
+const LEAF_HEADER_BYTES = 8;
+const BRANCH_HEADER_BYTES = 8;
+const COLUMN_DESCRIPTOR_BYTES = 8;
+const FLAG_ABSENT = 1;
+const FLAG_OVERFLOW = 2;
+const KIND_VARIABLE = 0;
+const KIND_FIXED = 1;
+
+const pad8 = (n: number) => (n + 7) & ~7;
+const bitmapBytes = (count: number) => pad8((count + 7) >> 3);
+
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Bytes a cell adds to a leaf in the worst (variable-width) layout. */
+export function storedCellBytes(cell: StoredCell): number {
+  if (cell === null) return 4;
+  return 4 + (cell instanceof OverflowRef ? OverflowRef.BYTES : cell.byteLength);
+}
+
+/** Bytes an entry adds to a leaf, bitmaps included; the sum plus `leafFixedBytes` bounds the encoding. */
+export function entryBytes(key: Uint8Array, cells: readonly StoredCell[]): number {
+  let n = 4 + key.byteLength + cells.length * 0.25;
+  for (const c of cells) n += storedCellBytes(c);
+  return n;
+}
+
+export function leafFixedBytes(columns: number): number {
+  // header, final key offset, key padding, and per column: descriptor, final offset, padding, two bitmaps' padding
+  return LEAF_HEADER_BYTES + 4 + 8 + columns * (COLUMN_DESCRIPTOR_BYTES + 4 + 8 + 16);
+}
+
+/** Read access shared by page views and mutable nodes. */
+export interface LeafLike {
+  readonly isLeaf: true;
+  readonly count: number;
+  readonly columns: number;
+  /** Sign of key(i) − key. */
+  compareKey(i: number, key: Buffer): number;
+  key(i: number): Buffer;
+  cell(i: number, column: number): StoredCell;
+}
+
+export interface BranchLike {
+  readonly isLeaf: false;
+  readonly count: number;
+  /** Height above the leaves: 1 means the children are leaves. */
+  readonly level: number;
+  compareKey(i: number, key: Buffer): number;
+  key(i: number): Buffer;
+  child(i: number): number;
+}
+
+export type NodeLike = LeafLike | BranchLike;
+
+/** Index of the last entry whose key is <= key, or -1. */
+export function lastAtOrBefore(node: NodeLike, key: Buffer): number {
+  let lo = 0, hi = node.count - 1, found = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (node.compareKey(mid, key) <= 0) { found = mid; lo = mid + 1; } else hi = mid - 1;
+  }
+  return found;
+}
+
+/** Index of the first entry whose key is >= key (count when none). */
+export function firstAtOrAfter(node: NodeLike, key: Buffer): number {
+  let lo = 0, hi = node.count;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (node.compareKey(mid, key) < 0) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+/** Which child of a branch covers `key`. */
+export function childIndexFor(node: BranchLike, key: Buffer): number {
+  return Math.max(0, lastAtOrBefore(node, key));
+}
+
+// ── column views (what scans read) ────────────────────────────────────────────
+
+export interface FixedColumn {
+  readonly kind: 'fixed';
+  readonly width: number;
+  /** count × width bytes, 8-byte aligned within an 8-byte aligned page buffer. */
+  readonly data: Uint8Array;
+  /** Bit i set = cell i absent; null when every cell is present. */
+  readonly absent: Uint8Array | null;
+}
+
+export interface VariableColumn {
+  readonly kind: 'variable';
+  readonly offsets: Uint32Array;
+  readonly data: Buffer;
+  readonly absent: Uint8Array | null;
+  /** Bit i set = cell i is an OverflowRef. */
+  readonly overflow: Uint8Array | null;
+}
+
+export type ColumnView = FixedColumn | VariableColumn;
+
+export const bitSet = (bitmap: Uint8Array | null, i: number): boolean => bitmap !== null && (bitmap[i >> 3] & (1 << (i & 7))) !== 0;
+
+/** A leaf decoded in place: only offsets are parsed; keys and cells are views. */
+export class LeafView implements LeafLike {
+  readonly isLeaf = true as const;
+  readonly count: number;
+  readonly columns: number;
+  private readonly keyOffsets: Uint32Array;
+  private readonly keyBase: number;
+  private readonly columnViews: ColumnView[] = [];
+
+  constructor(readonly body: Buffer, offset: number) {
+    if (body.byteLength < LEAF_HEADER_BYTES) throw corruptAt(offset, 'leaf too short');
+    if (body.byteOffset % 8 !== 0) throw new Error('internal: leaf body is not 8-byte aligned');
+    this.count = body.readUInt16LE(0);
+    this.columns = body.readUInt16LE(2);
+    const end = body.byteLength;
+    let at = LEAF_HEADER_BYTES;
+    const need = (n: number, what: string) => {
+      if (n < 0 || at + n > end) throw corruptAt(offset + at, `leaf ${what} runs past the page`);
+    };
+    need(4 * (this.count + 1), 'key offsets');
+    this.keyOffsets = new Uint32Array(body.buffer, body.byteOffset + at, this.count + 1);
+    at += 4 * (this.count + 1);
+    this.keyBase = at;
+    checkOffsets(this.keyOffsets, end - at, offset + at, 'key');
+    at = pad8(at + this.keyOffsets[this.count]);
+    for (let c = 0; c < this.columns; c++) {
+      need(COLUMN_DESCRIPTOR_BYTES, 'column descriptor');
+      const kind = body[at], flags = body[at + 1], width = body.readUInt16LE(at + 2);
+      const sectionBytes = body.readUInt32LE(at + 4);
+      at += COLUMN_DESCRIPTOR_BYTES;
+      need(sectionBytes, 'column');
+      const sectionEnd = at + sectionBytes;
+      let p = at;
+      const bitmap = () => {
+        const bytes = bitmapBytes(this.count);
+        if (p + bytes > sectionEnd) throw corruptAt(offset + p, 'leaf column bitmap runs past its section');
+        const view = body.subarray(p, p + bytes);
+        p += bytes;
+        return view;
+      };
+      const absent = flags & FLAG_ABSENT ? bitmap() : null;
+      if (kind === KIND_FIXED) {
+        if (p + this.count * width > sectionEnd) throw corruptAt(offset + p, 'fixed column runs past its section');
+        this.columnViews.push({ kind: 'fixed', width, data: body.subarray(p, p + this.count * width), absent });
+      } else if (kind === KIND_VARIABLE) {
+        const overflow = flags & FLAG_OVERFLOW ? bitmap() : null;
+        if (p + 4 * (this.count + 1) > sectionEnd) throw corruptAt(offset + p, 'column offsets run past their section');
+        const offsets = new Uint32Array(body.buffer, body.byteOffset + p, this.count + 1);
+        p += 4 * (this.count + 1);
+        checkOffsets(offsets, sectionEnd - p, offset + p, 'cell');
+        this.columnViews.push({ kind: 'variable', offsets, data: body.subarray(p, p + offsets[this.count]), absent, overflow });
+      } else {
+        throw corruptAt(offset + at, `unknown column kind ${kind}`);
+      }
+      at = sectionEnd;
+    }
+  }
+
+  compareKey(i: number, key: Buffer): number {
+    const s = this.keyBase + this.keyOffsets[i];
+    return this.body.compare(key, 0, key.byteLength, s, this.keyBase + this.keyOffsets[i + 1]);
+  }
+
+  key(i: number): Buffer {
+    return this.body.subarray(this.keyBase + this.keyOffsets[i], this.keyBase + this.keyOffsets[i + 1]);
+  }
+
+  column(c: number): ColumnView {
+    return this.columnViews[c];
+  }
+
+  cell(i: number, c: number): StoredCell {
+    const col = this.columnViews[c];
+    if (bitSet(col.absent, i)) return null;
+    if (col.kind === 'fixed') return asBuffer(col.data.subarray(i * col.width, (i + 1) * col.width));
+    const bytes = col.data.subarray(col.offsets[i], col.offsets[i + 1]);
+    if (bitSet(col.overflow, i)) {
+      if (bytes.byteLength !== OverflowRef.BYTES) throw corruptAt(0, 'bad overflow reference');
+      return new OverflowRef(bytes.readUInt32LE(0), bytes.readUInt32LE(4), bytes.readUInt32LE(8));
+    }
+    return bytes;
+  }
+}
+
+function checkOffsets(offsets: Uint32Array, available: number, offset: number, what: string): void {
+  let prev = offsets[0];
+  if (prev !== 0) throw corruptAt(offset, `${what} offsets do not start at 0`);
+  for (let i = 1; i < offsets.length; i++) {
+    const o = offsets[i];
+    if (o < prev || o > available) throw corruptAt(offset, `${what} offset ${i} is out of order or out of range`);
+    prev = o;
+  }
+}
+
+export class BranchView implements BranchLike {
+  readonly isLeaf = false as const;
+  readonly count: number;
+  readonly level: number;
+  private readonly children: Uint32Array;
+  private readonly keyOffsets: Uint32Array;
+  private readonly keyBase: number;
+
+  constructor(readonly body: Buffer, offset: number) {
+    if (body.byteLength < BRANCH_HEADER_BYTES) throw corruptAt(offset, 'branch too short');
+    this.count = body.readUInt16LE(0);
+    this.level = body.readUInt16LE(2);
+    if (this.count === 0 || this.level === 0) throw corruptAt(offset, 'branch with no children or level 0');
+    let at = BRANCH_HEADER_BYTES;
+    if (at + 8 * this.count + 4 > body.byteLength) throw corruptAt(offset, 'branch arrays run past the page');
+    this.children = new Uint32Array(body.buffer, body.byteOffset + at, this.count);
+    at += 4 * this.count;
+    this.keyOffsets = new Uint32Array(body.buffer, body.byteOffset + at, this.count + 1);
+    at += 4 * (this.count + 1);
+    this.keyBase = at;
+    checkOffsets(this.keyOffsets, body.byteLength - at, offset + at, 'key');
+  }
+
+  compareKey(i: number, key: Buffer): number {
+    return this.body.compare(key, 0, key.byteLength, this.keyBase + this.keyOffsets[i], this.keyBase + this.keyOffsets[i + 1]);
+  }
+  key(i: number): Buffer {
+    return this.body.subarray(this.keyBase + this.keyOffsets[i], this.keyBase + this.keyOffsets[i + 1]);
+  }
+  child(i: number): number {
+    return this.children[i];
+  }
+}
+
+export function decodeNode(body: Buffer, info: PageInfo, offset: number): LeafView | BranchView {
+  if (info.type === PageType.Leaf) return new LeafView(body, offset);
+  if (info.type === PageType.Branch) return new BranchView(body, offset);
+  throw corruptAt(offset, `page ${info.pageNo} is not a B+tree node (type ${info.type})`);
+}
+
+// ── mutable nodes (a write transaction's own pages) ───────────────────────────
+
+export class MutableLeaf implements LeafLike, DirtyPage {
+  readonly isLeaf = true as const;
+  readonly pageType = PageType.Leaf;
+  keys: Buffer[];
+  rows: StoredCell[][];
+  /** Upper bound of the encoded body size. */
+  bytes: number;
+
+  constructor(readonly columns: number, keys: Buffer[] = [], rows: StoredCell[][] = []) {
+    this.keys = keys;
+    this.rows = rows;
+    this.bytes = leafFixedBytes(columns);
+    for (let i = 0; i < keys.length; i++) this.bytes += entryBytes(keys[i], rows[i]);
+  }
+
+  static from(node: LeafLike): MutableLeaf {
+    const keys: Buffer[] = [];
+    const rows: StoredCell[][] = [];
+    for (let i = 0; i < node.count; i++) {
+      keys.push(Buffer.from(node.key(i))); // copy: the page buffer may be evicted and reused
+      const row: StoredCell[] = [];
+      for (let c = 0; c < node.columns; c++) {
+        const cell = node.cell(i, c);
+        row.push(cell instanceof Uint8Array ? Buffer.from(cell) : cell);
+      }
+      rows.push(row);
+    }
+    return new MutableLeaf(node.columns, keys, rows);
+  }
+
+  get count(): number { return this.keys.length; }
+  compareKey(i: number, key: Buffer): number { return this.keys[i].compare(key); }
+  key(i: number): Buffer { return this.keys[i]; }
+  cell(i: number, c: number): StoredCell { return this.rows[i][c]; }
+
+  insert(i: number, key: Buffer, row: StoredCell[]): void {
+    this.keys.splice(i, 0, key);
+    this.rows.splice(i, 0, row);
+    this.bytes += entryBytes(key, row);
+  }
+
+  replace(i: number, row: StoredCell[]): void {
+    this.bytes += entryBytes(this.keys[i], row) - entryBytes(this.keys[i], this.rows[i]);
+    this.rows[i] = row;
+  }
+
+  remove(i: number): void {
+    this.bytes -= entryBytes(this.keys[i], this.rows[i]);
+    this.keys.splice(i, 1);
+    this.rows.splice(i, 1);
+  }
+
+  /** Moves entries [from, count) into a new leaf. */
+  splitOff(from: number): MutableLeaf {
+    const right = new MutableLeaf(this.columns, this.keys.splice(from), this.rows.splice(from));
+    this.bytes -= right.bytes - leafFixedBytes(this.columns);
+    return right;
+  }
+
+  absorb(right: MutableLeaf): void {
+    this.keys.push(...right.keys);
+    this.rows.push(...right.rows);
+    this.bytes += right.bytes - leafFixedBytes(this.columns);
+  }
+
+  encodeInto(body: Uint8Array): number {
+    const out = asBuffer(body);
+    const n = this.keys.length;
+    out.writeUInt16LE(n, 0);
+    out.writeUInt16LE(this.columns, 2);
+    out.writeUInt32LE(0, 4);
+    let at = LEAF_HEADER_BYTES;
+    at = writeKeys(out, at, this.keys);
+    const keysEnd = at;
+    at = pad8(at);
+    out.fill(0, keysEnd, at);
+    for (let c = 0; c < this.columns; c++) at = this.encodeColumn(out, at, c);
+    return at;
+  }
+
+  private encodeColumn(out: Buffer, at: number, c: number): number {
+    const n = this.keys.length;
+    let width = -1, fixed = true, anyAbsent = false, anyOverflow = false, total = 0;
+    for (let i = 0; i < n; i++) {
+      const cell = this.rows[i][c];
+      if (cell === null) { anyAbsent = true; continue; }
+      if (cell instanceof OverflowRef) { anyOverflow = true; fixed = false; total += OverflowRef.BYTES; continue; }
+      total += cell.byteLength;
+      if (width === -1) width = cell.byteLength;
+      else if (width !== cell.byteLength) fixed = false;
+    }
+    if (width <= 0 || width > 0xffff) fixed = false;
+    // Fixed layout only when it is no larger than offsets + bytes, so `bytes` stays an upper bound.
+    if (fixed && n * width > 4 * (n + 1) + total) fixed = false;
+    const descriptor = at;
+    at += COLUMN_DESCRIPTOR_BYTES;
+    const start = at;
+    out.fill(0, descriptor, descriptor + COLUMN_DESCRIPTOR_BYTES);
+    out[descriptor] = fixed ? KIND_FIXED : KIND_VARIABLE;
+    out[descriptor + 1] = (anyAbsent ? FLAG_ABSENT : 0) | (anyOverflow ? FLAG_OVERFLOW : 0);
+    out.writeUInt16LE(fixed ? width : 0, descriptor + 2);
+    if (anyAbsent) at = writeBitmap(out, at, n, (i) => this.rows[i][c] === null);
+    if (fixed) {
+      for (let i = 0; i < n; i++) {
+        const cell = this.rows[i][c] as Buffer | null;
+        if (cell) out.set(cell, at + i * width);
+        else out.fill(0, at + i * width, at + (i + 1) * width);
+      }
+      at += n * width;
+    } else {
+      if (anyOverflow) at = writeBitmap(out, at, n, (i) => this.rows[i][c] instanceof OverflowRef);
+      const cells = this.rows.map((r) => {
+        const cell = r[c];
+        return cell === null ? EMPTY : cell instanceof OverflowRef ? cell.encode() : cell;
+      });
+      at = writeKeys(out, at, cells);
+    }
+    const end = at;
+    at = pad8(at);
+    out.fill(0, end, at);
+    out.writeUInt32LE(at - start, descriptor + 4);
+    return at;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function writeKeys(out: Buffer, at: number, items: readonly Uint8Array[]): number {
+  const n = items.length;
+  const offsetsAt = at;
+  let dataAt = at + 4 * (n + 1);
+  const base = dataAt;
+  for (let i = 0; i < n; i++) {
+    out.writeUInt32LE(dataAt - base, offsetsAt + 4 * i);
+    out.set(items[i], dataAt);
+    dataAt += items[i].byteLength;
+  }
+  out.writeUInt32LE(dataAt - base, offsetsAt + 4 * n);
+  return dataAt;
+}
+
+function writeBitmap(out: Buffer, at: number, n: number, isSet: (i: number) => boolean): number {
+  const bytes = bitmapBytes(n);
+  out.fill(0, at, at + bytes);
+  for (let i = 0; i < n; i++) if (isSet(i)) out[at + (i >> 3)] |= 1 << (i & 7);
+  return at + bytes;
+}
+
+export class MutableBranch implements BranchLike, DirtyPage {
+  readonly isLeaf = false as const;
+  readonly pageType = PageType.Branch;
+  bytes: number;
+
+  constructor(readonly level: number, public keys: Buffer[], public children: number[]) {
+    this.bytes = BRANCH_HEADER_BYTES + 4;
+    for (const k of keys) this.bytes += 8 + k.byteLength;
+  }
+
+  static from(node: BranchLike): MutableBranch {
+    const keys: Buffer[] = [], children: number[] = [];
+    for (let i = 0; i < node.count; i++) {
+      keys.push(Buffer.from(node.key(i)));
+      children.push(node.child(i));
+    }
+    return new MutableBranch(node.level, keys, children);
+  }
+
+  get count(): number { return this.children.length; }
+  compareKey(i: number, key: Buffer): number { return this.keys[i].compare(key); }
+  key(i: number): Buffer { return this.keys[i]; }
+  child(i: number): number { return this.children[i]; }
+
+  insert(i: number, key: Buffer, child: number): void {
+    this.keys.splice(i, 0, key);
+    this.children.splice(i, 0, child);
+    this.bytes += 8 + key.byteLength;
+  }
+
+  remove(i: number): void {
+    this.bytes -= 8 + this.keys[i].byteLength;
+    this.keys.splice(i, 1);
+    this.children.splice(i, 1);
+  }
+
+  setKey(i: number, key: Buffer): void {
+    this.bytes += key.byteLength - this.keys[i].byteLength;
+    this.keys[i] = key;
+  }
+
+  splitOff(from: number): MutableBranch {
+    const right = new MutableBranch(this.level, this.keys.splice(from), this.children.splice(from));
+    this.bytes -= right.bytes - (BRANCH_HEADER_BYTES + 4);
+    return right;
+  }
+
+  absorb(right: MutableBranch): void {
+    this.keys.push(...right.keys);
+    this.children.push(...right.children);
+    this.bytes += right.bytes - (BRANCH_HEADER_BYTES + 4);
+  }
+
+  encodeInto(body: Uint8Array): number {
+    const out = asBuffer(body);
+    const n = this.children.length;
+    out.writeUInt16LE(n, 0);
+    out.writeUInt16LE(this.level, 2);
+    out.writeUInt32LE(0, 4);
+    let at = BRANCH_HEADER_BYTES;
+    for (let i = 0; i < n; i++) out.writeUInt32LE(this.children[i], at + 4 * i);
+    at += 4 * n;
+    return writeKeys(out, at, this.keys);
+  }
+}
+
+export const branchFixedBytes = BRANCH_HEADER_BYTES + 4;

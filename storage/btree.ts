@@ -1,0 +1,519 @@
+// Copy-on-write B+trees over binary keys (the LMDB model). Readers walk committed pages
+// through the buffer pool; a writer copies each page it changes to a page of its own
+// transaction, so the committed tree is never touched and readers pinned to it are undisturbed.
+//
+// Invariants:
+// (1) Keys in a node ascend strictly; a branch's key i bounds every key of child i from below
+//     (key 0 is ignored), and every child of a level-n branch has level n-1 (0 = leaf).
+// (2) An encoded entry never exceeds a quarter of a page: larger cells move to overflow runs,
+//     so a split into two halves always fits.
+import { ModelVaultError, corruptAt } from './errors.js';
+import { PAGE_HEADER_BYTES, PageType, pageBody, sealPage } from './page.js';
+import type { Pager, WriteTxn } from './pager.js';
+import { alignedBuffer } from './block-store.js';
+import {
+  BranchView, LeafView, MutableBranch, MutableLeaf, OverflowRef, asBuffer, branchFixedBytes, childIndexFor,
+  decodeNode, entryBytes, firstAtOrAfter, lastAtOrBefore, leafFixedBytes,
+  type BranchLike, type Cell, type LeafLike, type NodeLike, type StoredCell,
+} from './btree-node.js';
+
+export type { Cell } from './btree-node.js';
+
+/** Largest single value (after overflow) the tree stores. */
+export const MAX_VALUE_BYTES = 256 * 2 ** 20;
+const MAX_DEPTH = 32;
+const MAX_NODE_ENTRIES = 0xffff;
+
+export interface KeyBounds {
+  gt?: Uint8Array;
+  gte?: Uint8Array;
+  lt?: Uint8Array;
+  lte?: Uint8Array;
+  reverse?: boolean;
+}
+
+/** A run of entries of one leaf that lie within the bounds: indices [start, end). */
+export interface LeafSlice {
+  readonly leaf: LeafLike;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** How a tree walk gets nodes: committed pages (a reader) or a transaction's view. */
+export interface NodeSource {
+  readonly pager: Pager;
+  node(pageNo: number): NodeLike;
+  nodeAsync(pageNo: number): Promise<NodeLike>;
+}
+
+/** Committed pages through the buffer pool; the decoded node is cached with the page. */
+export class CommittedSource implements NodeSource {
+  constructor(readonly pager: Pager) {}
+
+  node(pageNo: number): NodeLike {
+    const entry = this.pager.readPageSync(pageNo);
+    return (entry.decoded ??= decodeNode(asBuffer(pageBody(entry.bytes, entry.info)), entry.info, pageNo * this.pager.pageSize)) as NodeLike;
+  }
+
+  async nodeAsync(pageNo: number): Promise<NodeLike> {
+    const entry = await this.pager.readPage(pageNo);
+    return (entry.decoded ??= decodeNode(asBuffer(pageBody(entry.bytes, entry.info)), entry.info, pageNo * this.pager.pageSize)) as NodeLike;
+  }
+}
+
+/** A write transaction's view: its modified nodes first, then committed pages. */
+export class TxnSource extends CommittedSource {
+  constructor(readonly txn: WriteTxn) {
+    super(txn.pager);
+  }
+  override node(pageNo: number): NodeLike {
+    return (this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | undefined) ?? super.node(pageNo);
+  }
+  override async nodeAsync(pageNo: number): Promise<NodeLike> {
+    return (this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | undefined) ?? super.nodeAsync(pageNo);
+  }
+}
+
+function checkChild(parent: BranchLike, child: NodeLike, pageNo: number, pageSize: number): void {
+  const level = child.isLeaf ? 0 : child.level;
+  if (level !== parent.level - 1) {
+    throw corruptAt(pageNo * pageSize, `node level ${level} under a level-${parent.level} branch`, { pageNo });
+  }
+}
+
+// ── reading ──────────────────────────────────────────────────────────────────
+
+/** The leaf that would hold `key`, found without awaiting when every page is cached. */
+function findLeaf(src: NodeSource, root: number, key: Buffer): LeafLike {
+  let node = src.node(root);
+  for (let depth = 0; !node.isLeaf; depth++) {
+    if (depth > MAX_DEPTH) throw corruptAt(root * src.pager.pageSize, 'tree deeper than any valid tree');
+    const pageNo = node.child(childIndexFor(node, key));
+    const child = src.node(pageNo);
+    checkChild(node, child, pageNo, src.pager.pageSize);
+    node = child;
+  }
+  return node;
+}
+
+/** The cells stored under `key`, overflow values resolved, or undefined. */
+export async function treeGet(src: NodeSource, root: number, key: Uint8Array): Promise<Cell[] | undefined> {
+  if (root === 0) return undefined;
+  const k = asBuffer(key);
+  const leaf = findLeaf(src, root, k);
+  const i = firstAtOrAfter(leaf, k);
+  if (i >= leaf.count || leaf.compareKey(i, k) !== 0) return undefined;
+  return resolveRow(src.pager, leaf, i);
+}
+
+export async function resolveRow(pager: Pager, leaf: LeafLike, i: number): Promise<Cell[]> {
+  const row: Cell[] = [];
+  for (let c = 0; c < leaf.columns; c++) {
+    const cell = leaf.cell(i, c);
+    row.push(cell instanceof OverflowRef ? await readOverflow(pager, cell) : cell);
+  }
+  return row;
+}
+
+export async function readOverflow(pager: Pager, ref: OverflowRef): Promise<Buffer> {
+  const perPage = pager.pageSize - PAGE_HEADER_BYTES;
+  if (ref.byteLength > MAX_VALUE_BYTES || ref.pageCount !== Math.max(1, Math.ceil(ref.byteLength / perPage))) {
+    throw corruptAt(ref.startPage * pager.pageSize, `overflow reference of ${ref.byteLength} bytes in ${ref.pageCount} pages is inconsistent`);
+  }
+  const bodies = await pager.readRun(ref.startPage, ref.pageCount, PageType.Overflow);
+  const out = Buffer.concat(bodies);
+  if (out.byteLength !== ref.byteLength) throw corruptAt(ref.startPage * pager.pageSize, 'overflow value has the wrong length');
+  return out;
+}
+
+/**
+ * Walks the leaves within `bounds` in key order (or reverse), yielding index ranges of each
+ * leaf. Reads ahead: when the next leaf is not cached, up to 1 MiB of the following sibling
+ * leaves is fetched in one read.
+ */
+export async function* leafSlices(src: NodeSource, root: number, bounds: KeyBounds = {}): AsyncGenerator<LeafSlice> {
+  if (root === 0) return;
+  const reverse = bounds.reverse ?? false;
+  const lower = bounds.gte ? asBuffer(bounds.gte) : bounds.gt ? asBuffer(bounds.gt) : null;
+  const upper = bounds.lte ? asBuffer(bounds.lte) : bounds.lt ? asBuffer(bounds.lt) : null;
+  if (lower && upper) {
+    const c = lower.compare(upper);
+    if (c > 0 || (c === 0 && (bounds.gt || bounds.lt))) return;
+  }
+  const seek = reverse ? upper : lower;
+  const stack: { node: BranchLike; idx: number }[] = [];
+  const pageSize = src.pager.pageSize;
+  const readAheadPages = Math.max(1, Math.floor((1 << 20) / pageSize));
+
+  const descend = async (pageNo: number, parent: BranchLike | null, edge: boolean): Promise<LeafLike> => {
+    for (;;) {
+      if (stack.length > MAX_DEPTH) throw corruptAt(pageNo * pageSize, 'tree deeper than any valid tree');
+      const node = await src.nodeAsync(pageNo);
+      if (parent) checkChild(parent, node, pageNo, pageSize);
+      if (node.isLeaf) return node;
+      const idx = !edge && seek ? childIndexFor(node, seek) : reverse ? node.count - 1 : 0;
+      stack.push({ node, idx });
+      if (node.level === 1) await prefetchFrom(node, idx);
+      parent = node;
+      pageNo = node.child(idx);
+    }
+  };
+  const prefetchFrom = async (node: BranchLike, idx: number) => {
+    if (src.pager.pool.has(node.child(idx))) return;
+    const pages: number[] = [];
+    for (let k = 0; k < readAheadPages; k++) {
+      const i = reverse ? idx - k : idx + k;
+      if (i < 0 || i >= node.count) break;
+      pages.push(node.child(i));
+    }
+    await src.pager.prefetch(pages);
+  };
+
+  let leaf = await descend(root, null, false);
+  for (;;) {
+    let start = 0, end = leaf.count;
+    if (bounds.gte) start = firstAtOrAfter(leaf, asBuffer(bounds.gte));
+    else if (bounds.gt) start = lastAtOrBefore(leaf, asBuffer(bounds.gt)) + 1;
+    if (bounds.lte) end = lastAtOrBefore(leaf, asBuffer(bounds.lte)) + 1;
+    else if (bounds.lt) end = firstAtOrAfter(leaf, asBuffer(bounds.lt));
+    if (start < end) yield { leaf, start, end };
+    if (reverse ? start > 0 : end < leaf.count) return; // a bound falls inside this leaf
+    // Next leaf: climb to the nearest branch with a further child, then down its edge.
+    let top: { node: BranchLike; idx: number } | undefined;
+    while ((top = stack[stack.length - 1])) {
+      const next = top.idx + (reverse ? -1 : 1);
+      if (next >= 0 && next < top.node.count) { top.idx = next; break; }
+      stack.pop();
+    }
+    if (!top) return;
+    if (top.node.level === 1) await prefetchFrom(top.node, top.idx);
+    leaf = await descend(top.node.child(top.idx), top.node, true);
+  }
+}
+
+/** Every entry within bounds, overflow values resolved. Convenience over `leafSlices`. */
+export async function* treeEntries(src: NodeSource, root: number, bounds: KeyBounds = {}): AsyncGenerator<[Buffer, Cell[]]> {
+  const reverse = bounds.reverse ?? false;
+  for await (const { leaf, start, end } of leafSlices(src, root, bounds)) {
+    for (let k = 0; k < end - start; k++) {
+      const i = reverse ? end - 1 - k : start + k;
+      yield [Buffer.from(leaf.key(i)), await resolveRow(src.pager, leaf, i)];
+    }
+  }
+}
+
+export async function treeCount(src: NodeSource, root: number, bounds: KeyBounds = {}): Promise<number> {
+  let n = 0;
+  for await (const s of leafSlices(src, root, bounds)) n += s.end - s.start;
+  return n;
+}
+
+// ── writing ──────────────────────────────────────────────────────────────────
+
+export type PutMode = 'upsert' | 'insert' | 'update';
+export type PutResult = 'inserted' | 'replaced' | 'exists' | 'missing';
+
+/** What merging needs of either mutable node kind (siblings are always of one kind). */
+interface Mergeable { bytes: number; count: number; absorb(right: Mergeable): void }
+
+interface PathStep { pageNo: number; node: NodeLike; idx: number }
+
+/**
+ * A tree being modified by a write transaction. `root` changes as pages are copied; the
+ * caller stores the final root (in the catalog) before committing.
+ */
+export class BTreeWriter {
+  readonly src: TxnSource;
+  private readonly capacity: number;
+  private readonly maxEntryBytes: number;
+  readonly maxKeyBytes: number;
+
+  constructor(readonly txn: WriteTxn, public root: number, readonly columns: number) {
+    this.src = new TxnSource(txn);
+    this.capacity = txn.pager.pageSize - PAGE_HEADER_BYTES;
+    this.maxEntryBytes = Math.floor(this.capacity / 4) - leafFixedBytes(columns);
+    this.maxKeyBytes = Math.floor(txn.pager.pageSize / 16);
+  }
+
+  get(key: Uint8Array): Promise<Cell[] | undefined> {
+    return treeGet(this.src, this.root, key);
+  }
+
+  async put(key: Uint8Array, cells: readonly Cell[], mode: PutMode = 'upsert'): Promise<PutResult> {
+    if (cells.length !== this.columns) throw new Error(`internal: ${cells.length} cells for a ${this.columns}-column tree`);
+    const k = Buffer.from(key);
+    if (k.byteLength > this.maxKeyBytes) {
+      throw new ModelVaultError('VALIDATION', `key of ${k.byteLength} bytes exceeds the ${this.maxKeyBytes}-byte limit`, { path: 'key' });
+    }
+    if (this.root === 0) {
+      if (mode === 'update') return 'missing';
+      const leaf = new MutableLeaf(this.columns);
+      leaf.insert(0, k, await this.storeCells(k, cells));
+      this.root = this.txn.allocatePage();
+      this.txn.setDirty(this.root, leaf);
+      return 'inserted';
+    }
+    const path = this.descend(k);
+    const leafStep = path[path.length - 1];
+    const leaf = leafStep.node as LeafLike;
+    const pos = firstAtOrAfter(leaf, k);
+    const found = pos < leaf.count && leaf.compareKey(pos, k) === 0;
+    if (found && mode === 'insert') return 'exists';
+    if (!found && mode === 'update') return 'missing';
+    const stored = await this.storeCells(k, cells);
+    this.makeWritable(path);
+    const target = path[path.length - 1].node as MutableLeaf;
+    if (found) {
+      this.freeOverflow(target.rows[pos]);
+      target.replace(pos, stored);
+    } else {
+      target.insert(pos, k, stored);
+    }
+    this.splitUp(path, !found && pos === target.count - 1);
+    return found ? 'replaced' : 'inserted';
+  }
+
+  async delete(key: Uint8Array): Promise<boolean> {
+    if (this.root === 0) return false;
+    const k = asBuffer(key);
+    const path = this.descend(k);
+    const leaf = path[path.length - 1].node as LeafLike;
+    const pos = firstAtOrAfter(leaf, k);
+    if (pos >= leaf.count || leaf.compareKey(pos, k) !== 0) return false;
+    this.makeWritable(path);
+    const target = path[path.length - 1].node as MutableLeaf;
+    this.freeOverflow(target.rows[pos]);
+    target.remove(pos);
+    this.rebalanceUp(path);
+    return true;
+  }
+
+  /** Frees every page of the tree (dropping a collection or index). */
+  async destroy(): Promise<void> {
+    const walk = async (pageNo: number): Promise<void> => {
+      const node = await this.src.nodeAsync(pageNo);
+      if (node.isLeaf) {
+        for (let i = 0; i < node.count; i++) {
+          for (let c = 0; c < node.columns; c++) {
+            const cell = node.cell(i, c);
+            if (cell instanceof OverflowRef) this.txn.freePage(cell.startPage, cell.pageCount);
+          }
+        }
+      } else {
+        for (let i = 0; i < node.count; i++) await walk(node.child(i));
+      }
+      this.txn.freePage(pageNo);
+    };
+    if (this.root !== 0) await walk(this.root);
+    this.root = 0;
+  }
+
+  private descend(key: Buffer): PathStep[] {
+    const path: PathStep[] = [];
+    let pageNo = this.root;
+    let node = this.src.node(pageNo);
+    for (;;) {
+      if (path.length > MAX_DEPTH) throw corruptAt(pageNo * this.txn.pager.pageSize, 'tree deeper than any valid tree');
+      if (node.isLeaf) {
+        path.push({ pageNo, node, idx: -1 });
+        return path;
+      }
+      const idx = childIndexFor(node, key);
+      path.push({ pageNo, node, idx });
+      const childNo = node.child(idx);
+      const child = this.src.node(childNo);
+      checkChild(node, child, childNo, this.txn.pager.pageSize);
+      pageNo = childNo;
+      node = child;
+    }
+  }
+
+  /** Copies every node on the path into the transaction (once), relinking parents. */
+  private makeWritable(path: PathStep[]): void {
+    for (let l = 0; l < path.length; l++) {
+      const step = path[l];
+      const w = this.writable(step.pageNo, step.node);
+      step.pageNo = w.pageNo;
+      step.node = w.node;
+      if (l === 0) this.root = w.pageNo;
+      else (path[l - 1].node as MutableBranch).children[path[l - 1].idx] = w.pageNo;
+    }
+  }
+
+  private writable(pageNo: number, node?: NodeLike): { pageNo: number; node: MutableLeaf | MutableBranch } {
+    const dirty = this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | undefined;
+    if (dirty) return { pageNo, node: dirty };
+    const current = node ?? this.src.node(pageNo);
+    const copy = current.isLeaf ? MutableLeaf.from(current) : MutableBranch.from(current);
+    if (this.txn.owns(pageNo)) {
+      this.txn.setDirty(pageNo, copy);
+      return { pageNo, node: copy };
+    }
+    const fresh = this.txn.allocatePage();
+    this.txn.freePage(pageNo);
+    this.txn.setDirty(fresh, copy);
+    return { pageNo: fresh, node: copy };
+  }
+
+  private tooBig(node: MutableLeaf | MutableBranch): boolean {
+    return node.bytes > this.capacity || node.count >= MAX_NODE_ENTRIES;
+  }
+
+  /** Splits overfull nodes from the leaf upwards; `appended` keeps left halves full for sorted loads. */
+  private splitUp(path: PathStep[], appended: boolean): void {
+    for (let l = path.length - 1; l >= 0; l--) {
+      const node = path[l].node as MutableLeaf | MutableBranch;
+      if (!this.tooBig(node)) return;
+      const at = appended ? node.count - 1 : this.splitPoint(node);
+      const right = node.splitOff(at);
+      const rightPage = this.txn.allocatePage();
+      this.txn.setDirty(rightPage, right);
+      const separator = Buffer.from(right.key(0));
+      if (l === 0) {
+        const level = node.isLeaf ? 1 : node.level + 1;
+        const root = new MutableBranch(level, [Buffer.from(node.key(0)), separator], [path[0].pageNo, rightPage]);
+        this.root = this.txn.allocatePage();
+        this.txn.setDirty(this.root, root);
+        return;
+      }
+      const parent = path[l - 1].node as MutableBranch;
+      const at2 = path[l - 1].idx + 1;
+      parent.insert(at2, separator, rightPage);
+      appended = appended && at2 === parent.count - 1;
+    }
+  }
+
+  private splitPoint(node: MutableLeaf | MutableBranch): number {
+    const half = node.bytes / 2;
+    let acc = node.isLeaf ? leafFixedBytes(node.columns) : branchFixedBytes;
+    for (let i = 0; i < node.count - 1; i++) {
+      acc += node.isLeaf ? entryBytes(node.keys[i], node.rows[i]) : 8 + node.keys[i].byteLength;
+      if (acc >= half) return Math.max(1, i + 1);
+    }
+    return node.count - 1;
+  }
+
+  /** After a removal: drops empty nodes, merges small ones with a sibling, shrinks the root. */
+  private rebalanceUp(path: PathStep[]): void {
+    for (let l = path.length - 1; l >= 1; l--) {
+      const node = path[l].node as MutableLeaf | MutableBranch;
+      const parent = path[l - 1].node as MutableBranch;
+      const idx = path[l - 1].idx;
+      if (node.count === 0) {
+        this.txn.freePage(path[l].pageNo);
+        parent.remove(idx);
+        continue;
+      }
+      if (node.bytes >= this.capacity / 4 || parent.count < 2) break;
+      const sibIdx = idx + 1 < parent.count ? idx + 1 : idx - 1;
+      const sib = this.writable(parent.children[sibIdx]);
+      parent.children[sibIdx] = sib.pageNo;
+      const [leftIdx, rightIdx] = sibIdx > idx ? [idx, sibIdx] : [sibIdx, idx];
+      const left = (leftIdx === idx ? node : sib.node) as Mergeable;
+      const right = (rightIdx === idx ? node : sib.node) as Mergeable;
+      const fixed = node.isLeaf ? leafFixedBytes(node.columns) : branchFixedBytes;
+      if (left.bytes + right.bytes - fixed > this.capacity || left.count + right.count >= MAX_NODE_ENTRIES) break;
+      left.absorb(right);
+      this.txn.freePage(parent.children[rightIdx]);
+      parent.remove(rightIdx);
+    }
+    // Shrink the root while it is a branch with a single child, or an empty leaf.
+    for (;;) {
+      const root = this.src.node(this.root);
+      if (!root.isLeaf && root.count === 1) {
+        this.txn.freePage(this.root);
+        this.root = root.child(0);
+      } else if (!root.isLeaf && root.count === 0) {
+        this.txn.freePage(this.root);
+        this.root = 0;
+        return;
+      } else if (root.isLeaf && root.count === 0) {
+        this.txn.freePage(this.root);
+        this.root = 0;
+        return;
+      } else {
+        return;
+      }
+    }
+  }
+
+  /** Encodes cells for a leaf, moving the largest to overflow runs until the entry fits. */
+  private async storeCells(key: Buffer, cells: readonly Cell[]): Promise<StoredCell[]> {
+    const stored: StoredCell[] = cells.map((c) => (c === null ? null : Buffer.from(c)));
+    while (entryBytes(key, stored) > this.maxEntryBytes) {
+      let largest = -1;
+      for (let c = 0; c < stored.length; c++) {
+        const cell = stored[c];
+        if (cell instanceof Buffer && cell.byteLength > OverflowRef.BYTES * 4 && (largest < 0 || cell.byteLength > (stored[largest] as Buffer).byteLength)) largest = c;
+      }
+      if (largest < 0) throw new ModelVaultError('VALIDATION', 'entry has too many columns to fit a page', { path: 'key' });
+      stored[largest] = await this.writeOverflow(stored[largest] as Buffer);
+    }
+    return stored;
+  }
+
+  private async writeOverflow(value: Buffer): Promise<OverflowRef> {
+    if (value.byteLength > MAX_VALUE_BYTES) {
+      throw new ModelVaultError('VALIDATION', `value of ${value.byteLength} bytes exceeds the ${MAX_VALUE_BYTES}-byte limit`, {});
+    }
+    const pageSize = this.txn.pager.pageSize;
+    const perPage = pageSize - PAGE_HEADER_BYTES;
+    const pages = Math.max(1, Math.ceil(value.byteLength / perPage));
+    const start = this.txn.allocateRun(pages);
+    const image = alignedBuffer(pages * pageSize);
+    for (let p = 0; p < pages; p++) {
+      const chunk = value.subarray(p * perPage, (p + 1) * perPage);
+      const page = image.subarray(p * pageSize, (p + 1) * pageSize);
+      page.set(chunk, PAGE_HEADER_BYTES);
+      sealPage(page, PageType.Overflow, start + p, this.txn.generation, chunk.byteLength);
+    }
+    await this.txn.writeRaw(start, image);
+    return new OverflowRef(start, pages, value.byteLength);
+  }
+
+  private freeOverflow(row: readonly StoredCell[]): void {
+    for (const cell of row) if (cell instanceof OverflowRef) this.txn.freePage(cell.startPage, cell.pageCount);
+  }
+}
+
+/** Structural check of one tree for verify(): order, levels, bounds; returns pages visited. */
+export async function checkTree(src: NodeSource, root: number, visit: (pageNo: number) => void): Promise<number> {
+  if (root === 0) return 0;
+  let entries = 0;
+  const pageSize = src.pager.pageSize;
+  const walk = async (pageNo: number, low: Buffer | null, high: Buffer | null, level: number | null, depth: number): Promise<void> => {
+    if (depth > MAX_DEPTH) throw corruptAt(pageNo * pageSize, 'tree deeper than any valid tree');
+    visit(pageNo);
+    const node = await src.nodeAsync(pageNo);
+    const nodeLevel = node.isLeaf ? 0 : node.level;
+    if (level !== null && nodeLevel !== level) throw corruptAt(pageNo * pageSize, `node level ${nodeLevel}, expected ${level}`);
+    for (let i = 0; i < node.count; i++) {
+      const key = node.key(i);
+      if (i > 0 && node.compareKey(i - 1, key) >= 0) throw corruptAt(pageNo * pageSize, `keys out of order at entry ${i}`);
+      if ((i > 0 || node.isLeaf) && low && low.compare(key) > 0) throw corruptAt(pageNo * pageSize, `key ${i} below its parent's bound`);
+      if (high && high.compare(key) <= 0) throw corruptAt(pageNo * pageSize, `key ${i} above its parent's bound`);
+    }
+    if (node.isLeaf) {
+      entries += node.count;
+      for (let i = 0; i < node.count; i++) {
+        for (let c = 0; c < node.columns; c++) {
+          const cell = node.cell(i, c);
+          if (cell instanceof OverflowRef) {
+            for (let p = cell.startPage; p < cell.startPage + cell.pageCount; p++) visit(p);
+            await readOverflow(src.pager, cell);
+          }
+        }
+      }
+      return;
+    }
+    for (let i = 0; i < node.count; i++) {
+      const lo = i === 0 ? low : Buffer.from(node.key(i));
+      const hi = i + 1 < node.count ? Buffer.from(node.key(i + 1)) : high;
+      await walk(node.child(i), lo, hi, nodeLevel - 1, depth + 1);
+    }
+  };
+  await walk(root, null, null, null, 0);
+  return entries;
+}
+
+export { LeafView, BranchView };

@@ -1,0 +1,80 @@
+// One writing process per file. Node has no flock(), so the lock is a sidecar file created
+// with O_EXCL that holds the owner's pid; a lock whose pid is no longer alive was left by a
+// killed process and is taken over. (proper-lockfile detects staleness only by mtime after
+// seconds; a pid check recovers at once, which the crash tests rely on.)
+import fs from 'node:fs';
+import os from 'node:os';
+import { ModelVaultError, ioError } from './errors.js';
+
+export class FileLock {
+  private constructor(readonly path: string, private released = false) {}
+
+  static async acquire(dbPath: string, timeoutMs = 0): Promise<FileLock> {
+    const path = `${dbPath}.lock`;
+    const deadline = Date.now() + Math.max(0, timeoutMs);
+    for (;;) {
+      if (tryCreate(path)) return new FileLock(path);
+      const holder = readHolder(path);
+      if (holder && !isAlive(holder)) {
+        // Take over a dead owner's lock atomically: rename it aside, so of two processes
+        // recovering at once only one removes it.
+        const aside = `${path}.${process.pid}.stale`;
+        try {
+          fs.renameSync(path, aside);
+          fs.rmSync(aside, { force: true });
+        } catch { /* someone else took it over first */ }
+        continue;
+      }
+      if (Date.now() >= deadline) {
+        throw new ModelVaultError('LOCKED', `${dbPath} is open for writing by another process${holder ? ` (pid ${holder.pid})` : ''}`, { path: dbPath, pid: holder?.pid });
+      }
+      await new Promise((r) => setTimeout(r, Math.min(25, Math.max(1, deadline - Date.now()))));
+    }
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    const holder = readHolder(this.path);
+    if (holder?.pid === process.pid) fs.rmSync(this.path, { force: true });
+  }
+}
+
+interface Holder { pid: number; host: string }
+
+/** Writes the holder record aside, then link()s it into place: the lock appears atomically, already filled in. */
+function tryCreate(path: string): boolean {
+  const temp = `${path}.${process.pid}.tmp`;
+  try {
+    fs.writeFileSync(temp, JSON.stringify({ pid: process.pid, host: os.hostname() }));
+    fs.linkSync(temp, path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw ioError(`creating lock ${path}`, err);
+  } finally {
+    fs.rmSync(temp, { force: true });
+  }
+}
+
+function readHolder(path: string): Holder | null {
+  try {
+    const text = fs.readFileSync(path, 'utf8');
+    const parsed = JSON.parse(text) as Partial<Holder>;
+    if (typeof parsed.pid === 'number' && Number.isInteger(parsed.pid)) return { pid: parsed.pid, host: String(parsed.host ?? '') };
+    return { pid: -1, host: '' };
+  } catch {
+    return { pid: -1, host: '' };
+  }
+}
+
+function isAlive(holder: Holder): boolean {
+  if (holder.pid <= 0) return false;
+  if (holder.host && holder.host !== os.hostname()) return true; // cannot tell across hosts: assume alive
+  try {
+    process.kill(holder.pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
