@@ -2,8 +2,16 @@
 // memory, snapshot image), recovery info, snapshot bytes, backup, compact, verify, stats
 // and close. Collections and queries slot in on top of `engine`.
 import { ModelVaultError } from '../storage/errors.js';
-import { StorageEngine, type StorageStats, type VerifyReport } from '../storage/engine.js';
+import { StorageEngine, type EngineTxn, type StorageStats, type VerifyReport } from '../storage/engine.js';
 import type { RecoveryInfo } from '../storage/pager.js';
+import {
+  diffSchema, encodeMeta, encodeRowCount, indexTreeName, initialMeta, metaName, readMeta, rowCountName,
+  type CollectionMeta, type SchemaChange,
+} from './catalog.js';
+import { Collection } from './collection.js';
+import { CollectionLayout, CollectionWriter } from './collection-writer.js';
+import { Model } from './model.js';
+import { DatabaseScope, TxScope, type Scope } from './scope.js';
 
 export interface OpenOptions {
   /** Buffer pool budget in bytes (default 64 MiB). */
@@ -47,12 +55,119 @@ function checkOptions(opts: OpenOptions): void {
   }
 }
 
+export interface MigrationPlan {
+  readonly collection: string;
+  /** True when `register()` would accept the model as it is. */
+  readonly compatible: boolean;
+  readonly changes: readonly SchemaChange[];
+  /** What `migrate()` will do, in order. */
+  readonly steps: readonly string[];
+}
+
+/** A running `db.transaction()`: collections bound to it see its own writes. */
+export class Transaction {
+  /** @internal */
+  constructor(private readonly scope: TxScope) {}
+
+  /**
+   * The collection of `model` inside this transaction.
+   * @example await db.transaction(async (tx) => { await tx.collection(Orders).insert(order); });
+   */
+  collection<M extends Model>(model: M): Collection<M> {
+    if (!(model instanceof Model)) throw new ModelVaultError('VALIDATION', 'collection() needs a model', { path: 'model' });
+    return new Collection(this.scope, model);
+  }
+}
+
 export class Database implements AsyncDisposable {
+  private readonly scope: Scope;
+
   private constructor(
     /** @internal The storage engine; collections and queries are built over it. */
     readonly engine: StorageEngine,
     readonly memoryLimit: number,
-  ) {}
+  ) {
+    this.scope = new DatabaseScope(engine);
+  }
+
+  /**
+   * Creates the collection of `model`, or checks the model against the stored schema:
+   * additive changes (new optional or defaulted fields, new non-unique indexes, which are
+   * built) are applied; anything else is `SCHEMA_INCOMPATIBLE`, naming every change.
+   * @example const orders = await db.register(Orders);
+   */
+  async register<M extends Model>(model: M): Promise<Collection<M>> {
+    if (!(model instanceof Model)) throw new ModelVaultError('VALIDATION', 'register() needs a model made with model()', { path: 'model' });
+    await this.scope.write(async (etx) => {
+      const stored = await readMeta(etx, model.name);
+      if (!stored) return createCollection(etx, initialMeta(model));
+      const changes = diffSchema(stored, model);
+      const incompatible = changes.filter((c) => !c.compatible);
+      if (incompatible.length > 0) {
+        throw new ModelVaultError('SCHEMA_INCOMPATIBLE',
+          `model ${model.name} is incompatible with the stored schema: ${incompatible.map((c) => c.reason).join('; ')} (see db.planMigration)`,
+          { collection: model.name, changes: incompatible });
+      }
+      if (changes.length > 0) await applyAdditive(etx, stored, model);
+    });
+    return new Collection(this.scope, model);
+  }
+
+  /**
+   * What `migrate(model)` would change and do, without doing it.
+   * @example const plan = await db.planMigration(OrdersV2); console.log(plan.steps);
+   */
+  async planMigration(model: Model): Promise<MigrationPlan> {
+    if (!(model instanceof Model)) throw new ModelVaultError('VALIDATION', 'planMigration() needs a model', { path: 'model' });
+    return this.scope.read(async (reader) => {
+      const stored = await readMeta(reader, model.name);
+      if (!stored) return { collection: model.name, compatible: true, changes: [], steps: [`create collection ${model.name}`] };
+      const changes = diffSchema(stored, model);
+      return { collection: model.name, compatible: changes.every((c) => c.compatible), changes, steps: migrationSteps(changes) };
+    });
+  }
+
+  /**
+   * Moves a collection to a new model in one transaction: every row is rewritten (fields
+   * removed, `backfill` values set where a field is absent, defaults applied), re-validated,
+   * and every index rebuilt (unique ones checked). All or nothing.
+   * @example await db.migrate(OrdersV2, { backfill: { currency: 'EUR' } });
+   */
+  async migrate<M extends Model>(model: M, opts: { backfill?: Record<string, unknown> } = {}): Promise<{ changes: readonly SchemaChange[]; rows: number }> {
+    if (!(model instanceof Model)) throw new ModelVaultError('VALIDATION', 'migrate() needs a model', { path: 'model' });
+    const backfill = opts.backfill ?? {};
+    for (const field of Object.keys(backfill)) {
+      if (!Object.prototype.hasOwnProperty.call(model.fields, field)) throw new ModelVaultError('VALIDATION', `backfill names unknown field ${field}`, { path: `backfill.${field}` });
+    }
+    return this.scope.write(async (etx) => {
+      const stored = await readMeta(etx, model.name);
+      if (!stored) {
+        await createCollection(etx, initialMeta(model));
+        return { changes: [], rows: 0 };
+      }
+      const changes = diffSchema(stored, model);
+      if (changes.length === 0) return { changes, rows: 0 };
+      const rows = await rewriteCollection(etx, stored, model, backfill);
+      return { changes, rows };
+    });
+  }
+
+  /**
+   * Runs `fn` as one transaction: commit when it resolves, rollback when it throws (the
+   * error is re-thrown as is). Writers queue; readers keep their snapshot.
+   * @example const n = await db.transaction(async (tx) => { await tx.collection(Orders).insert(o); return 1; });
+   */
+  transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
+    if (typeof fn !== 'function') return Promise.reject(new ModelVaultError('VALIDATION', 'transaction() needs a function', { path: 'fn' }));
+    return this.engine.write(async (etx) => {
+      const scope = new TxScope(this.engine, etx);
+      try {
+        return await scope.run(() => fn(new Transaction(scope)));
+      } finally {
+        await scope.close();
+      }
+    });
+  }
 
   /**
    * Opens (or creates) a `.modelvault` file.
@@ -146,4 +261,83 @@ export class Database implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+async function createCollection(etx: EngineTxn, meta: CollectionMeta): Promise<void> {
+  await etx.tree(meta.rowsTree, meta.columns.length);
+  for (const ix of meta.indexes) await etx.tree(ix.tree, 0);
+  await etx.setMeta(metaName(meta.name), encodeMeta(meta));
+  await etx.setMeta(rowCountName(meta.name), encodeRowCount(0));
+  CollectionWriter.forget(etx, meta.name);
+}
+
+/** Applies compatible changes in place: new columns go last, new indexes are built, dropped ones freed. */
+async function applyAdditive(etx: EngineTxn, stored: CollectionMeta, model: Model): Promise<void> {
+  const version = stored.version + 1;
+  const columns = [...stored.columns, ...Object.keys(model.fields).filter((f) => !stored.columns.includes(f))];
+  const indexes = [];
+  for (const ix of stored.indexes) {
+    if (model.indexes.some((m) => m.name === ix.name)) indexes.push(ix);
+    else await etx.dropTree(ix.tree);
+  }
+  const layout = new CollectionLayout(stored);
+  for (const ix of model.indexes) {
+    if (stored.indexes.some((s) => s.name === ix.name)) continue;
+    const meta = { ...ix, tree: indexTreeName(model.name, ix.name, version) };
+    const tree = await etx.tree(meta.tree, 0);
+    for await (const [, cells] of etx.entries(stored.rowsTree)) {
+      await tree.put(layout.indexKey(meta, layout.decode(cells)), [], 'upsert');
+      await etx.maybeFlush();
+    }
+    indexes.push(meta);
+  }
+  const next: CollectionMeta = { ...stored, version, fields: { ...model.fields }, columns, indexes };
+  await etx.tree(next.rowsTree, columns.length); // widens the rows tree to the new column count
+  await etx.setMeta(metaName(model.name), encodeMeta(next));
+  CollectionWriter.forget(etx, model.name);
+}
+
+/** Rewrites every row into fresh trees under the new model; the old trees are freed. */
+async function rewriteCollection(etx: EngineTxn, stored: CollectionMeta, model: Model, backfill: Record<string, unknown>): Promise<number> {
+  const version = stored.version + 1;
+  const next: CollectionMeta = {
+    ...initialMeta(model),
+    version,
+    rowsTree: `rows:${model.name}:${version}`,
+    indexes: model.indexes.map((ix) => ({ ...ix, tree: indexTreeName(model.name, ix.name, version) })),
+  };
+  const oldLayout = new CollectionLayout(stored);
+  await createCollection(etx, next);
+  const writer = await CollectionWriter.open(etx, model.name);
+  let n = 0;
+  for await (const [, cells] of etx.entries(stored.rowsTree)) {
+    const old = oldLayout.decode(cells);
+    const row: Record<string, unknown> = {};
+    for (const field of Object.keys(model.fields)) {
+      const v = old[field] !== undefined ? old[field] : backfill[field];
+      if (v !== undefined) row[field] = v;
+    }
+    await writer.insert(row);
+    n++;
+    await etx.maybeFlush();
+  }
+  await etx.dropTree(stored.rowsTree);
+  for (const ix of stored.indexes) await etx.dropTree(ix.tree);
+  return n;
+}
+
+function migrationSteps(changes: readonly SchemaChange[]): string[] {
+  if (changes.length === 0) return [];
+  const steps = changes.map((c) => {
+    switch (c.kind) {
+      case 'addField': return c.compatible ? `add field ${c.field}` : `backfill field ${c.field} (pass backfill: { ${c.field}: value })`;
+      case 'removeField': return `rewrite rows without field ${c.field}`;
+      case 'changeField': return `re-validate every row for ${c.field}: ${c.reason}`;
+      case 'addIndex': return c.compatible ? `build index ${c.index}` : `build unique index ${c.index}, checking existing rows`;
+      case 'removeIndex': return `drop index ${c.index}`;
+      case 'changeIndex': return `rebuild index ${c.index}`;
+      case 'changePrimaryKey': return `re-key every row: ${c.reason}`;
+    }
+  });
+  return [...steps, 'rewrite every row and rebuild every index in one transaction'];
 }

@@ -1,5 +1,12 @@
-export { Database } from './database.js';
-export type { OpenOptions, InMemoryOptions, DatabaseStats } from './database.js';
+export { Database, Transaction } from './database.js';
+export type { OpenOptions, InMemoryOptions, DatabaseStats, MigrationPlan } from './database.js';
+export { Collection } from './collection.js';
+export type { KeyOf, RowSource } from './collection.js';
+export { model, Model } from './model.js';
+export type { Infer, InferInput, IndexDefinition, ModelOptions } from './model.js';
+export { t, FieldType } from './types.js';
+export type { FieldKind, FieldSpec, Constraints } from './types.js';
+export type { SchemaChange } from './catalog.js';
 export { ModelVaultError } from '../storage/errors.js';
 export type { ErrorCode } from '../storage/errors.js';
 export type { RecoveryInfo } from '../storage/pager.js';

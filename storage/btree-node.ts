@@ -201,6 +201,7 @@ export class LeafView implements LeafLike {
   }
 
   cell(i: number, c: number): StoredCell {
+    if (c >= this.columns) return null; // a column added after this leaf was written
     const col = this.columnViews[c];
     if (bitSet(col.absent, i)) return null;
     if (col.kind === 'fixed') return asBuffer(col.data.subarray(i * col.width, (i + 1) * col.width));
@@ -280,19 +281,20 @@ export class MutableLeaf implements LeafLike, DirtyPage {
     for (let i = 0; i < keys.length; i++) this.bytes += entryBytes(keys[i], rows[i]);
   }
 
-  static from(node: LeafLike): MutableLeaf {
+  /** A mutable copy; `columns` may exceed the node's own (columns added since), padded with absent cells. */
+  static from(node: LeafLike, columns = node.columns): MutableLeaf {
     const keys: Buffer[] = [];
     const rows: StoredCell[][] = [];
     for (let i = 0; i < node.count; i++) {
       keys.push(Buffer.from(node.key(i))); // copy: the page buffer may be evicted and reused
       const row: StoredCell[] = [];
-      for (let c = 0; c < node.columns; c++) {
+      for (let c = 0; c < columns; c++) {
         const cell = node.cell(i, c);
         row.push(cell instanceof Uint8Array ? Buffer.from(cell) : cell);
       }
       rows.push(row);
     }
-    return new MutableLeaf(node.columns, keys, rows);
+    return new MutableLeaf(columns, keys, rows);
   }
 
   get count(): number { return this.keys.length; }

@@ -44,6 +44,8 @@ export interface NodeSource {
   readonly pager: Pager;
   node(pageNo: number): NodeLike;
   nodeAsync(pageNo: number): Promise<NodeLike>;
+  /** Reads ahead pages that will be needed soon. */
+  prefetch(pageNos: readonly number[]): Promise<void>;
 }
 
 /** Committed pages through the buffer pool; the decoded node is cached with the page. */
@@ -59,6 +61,10 @@ export class CommittedSource implements NodeSource {
     const entry = await this.pager.readPage(pageNo);
     return (entry.decoded ??= decodeNode(asBuffer(pageBody(entry.bytes, entry.info)), entry.info, pageNo * this.pager.pageSize)) as NodeLike;
   }
+
+  prefetch(pageNos: readonly number[]): Promise<void> {
+    return this.pager.prefetch(pageNos);
+  }
 }
 
 /** A write transaction's view: its modified nodes first, then committed pages. */
@@ -71,6 +77,10 @@ export class TxnSource extends CommittedSource {
   }
   override async nodeAsync(pageNo: number): Promise<NodeLike> {
     return (this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | undefined) ?? super.nodeAsync(pageNo);
+  }
+  /** Modified pages are not in the file yet (or hold stale bytes there): never read them ahead. */
+  override prefetch(pageNos: readonly number[]): Promise<void> {
+    return super.prefetch(pageNos.filter((p) => !this.txn.getDirty(p)));
   }
 }
 
@@ -166,7 +176,7 @@ export async function* leafSlices(src: NodeSource, root: number, bounds: KeyBoun
       if (i < 0 || i >= node.count) break;
       pages.push(node.child(i));
     }
-    await src.pager.prefetch(pages);
+    await src.prefetch(pages);
   };
 
   let leaf = await descend(root, null, false);
@@ -344,7 +354,7 @@ export class BTreeWriter {
     const dirty = this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | undefined;
     if (dirty) return { pageNo, node: dirty };
     const current = node ?? this.src.node(pageNo);
-    const copy = current.isLeaf ? MutableLeaf.from(current) : MutableBranch.from(current);
+    const copy = current.isLeaf ? MutableLeaf.from(current, this.columns) : MutableBranch.from(current);
     if (this.txn.owns(pageNo)) {
       this.txn.setDirty(pageNo, copy);
       return { pageNo, node: copy };

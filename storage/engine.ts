@@ -144,7 +144,9 @@ export class EngineTxn extends TreeReader {
   protected readonly source: NodeSource;
   private readonly catalog: BTreeWriter;
   private readonly writers = new Map<string, BTreeWriter>();
-  private readonly dropped = new Set<string>();
+  private readonly beforeCommit: (() => Promise<void>)[] = [];
+  /** Set when an operation failed halfway: the transaction can only roll back. */
+  poisoned: Error | null = null;
 
   constructor(readonly engine: StorageEngine, readonly txn: WriteTxn) {
     super();
@@ -171,12 +173,11 @@ export class EngineTxn extends TreeReader {
     const open = this.writers.get(name);
     if (open) return open;
     const info = await super.treeInfo(name);
-    if (info && info.columns !== columns) {
-      throw new Error(`internal: tree ${name} has ${info.columns} columns, not ${columns}`);
+    if (info && info.columns > columns) {
+      throw new Error(`internal: tree ${name} has ${info.columns} columns, more than ${columns}`);
     }
     const writer = new BTreeWriter(this.txn, info?.root ?? 0, columns);
     this.writers.set(name, writer);
-    this.dropped.delete(name);
     return writer;
   }
 
@@ -202,13 +203,20 @@ export class EngineTxn extends TreeReader {
     return this.txn.maybeFlush();
   }
 
+  /** Runs `fn` just before the commit (upper layers flush counters and metadata). */
+  onBeforeCommit(fn: () => Promise<void>): void {
+    this.beforeCommit.push(fn);
+  }
+
   /** @internal Records tree roots in the catalog, then commits. */
   async commit(): Promise<void> {
+    if (this.poisoned) throw this.poisoned;
+    for (const fn of this.beforeCommit.splice(0)) await fn();
     for (const [name, writer] of this.writers) {
       const key = utf8(name);
       const row = await this.catalog.get(key);
       const before = row ? decodeTreeInfo(row[0], 0) : undefined;
-      if (before && before.root === writer.root) continue;
+      if (before && before.root === writer.root && before.columns === writer.columns) continue;
       await this.catalog.put(key, [encodeTreeInfo({ root: writer.root, columns: writer.columns }), row?.[1] ?? null]);
     }
     this.txn.catalogRoot = this.catalog.root;

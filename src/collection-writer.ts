@@ -1,0 +1,203 @@
+// The write path of one collection inside one storage transaction: validate, check keys and
+// unique indexes, then change the rows tree and every index tree. All checks run before the
+// first change, so a rejected write leaves the transaction as it was.
+import type { BTreeWriter, Cell } from '../storage/btree.js';
+import type { EngineTxn, TreeReader } from '../storage/engine.js';
+import { ModelVaultError } from '../storage/errors.js';
+import { encodeKey, prefixBounds, type KeyPart } from '../storage/keys.js';
+import { encodeRowCount, readMeta, readRowCount, rowCountName, type CollectionMeta, type IndexMeta } from './catalog.js';
+import { RowCodec } from './row-codec.js';
+import { validateShape, validateValue, validationError } from './validate.js';
+
+type Row = Record<string, unknown>;
+
+/** Keys and codec of one catalog version of a collection; shared by readers and writers. */
+export class CollectionLayout {
+  readonly codec: RowCodec;
+  constructor(readonly meta: CollectionMeta) {
+    this.codec = new RowCodec(meta.columns, meta.fields);
+  }
+
+  /** The primary key bytes for a user-supplied key (a value, or an array for composite keys). */
+  keyFromArgument(pk: unknown): Buffer {
+    const fields = this.meta.primaryKey;
+    const parts = fields.length === 1 ? [pk] : pk;
+    if (!Array.isArray(parts) || parts.length !== fields.length) {
+      throw validationError('key', `expected ${fields.length === 1 ? 'a key value' : `an array of ${fields.length} key values (${fields.join(', ')})`}`);
+    }
+    return encodeKey(fields.map((f, i) => {
+      if (parts[i] === undefined || parts[i] === null) throw validationError(f, 'key value is missing');
+      return validateValue(this.meta.fields[f], parts[i], f) as KeyPart;
+    }));
+  }
+
+  rowKey(row: Row): Buffer {
+    return encodeKey(this.meta.primaryKey.map((f) => row[f] as KeyPart));
+  }
+
+  indexParts(ix: IndexMeta, row: Row): KeyPart[] {
+    return ix.fields.map((f) => (row[f] === undefined ? null : (row[f] as KeyPart)));
+  }
+
+  indexKey(ix: IndexMeta, row: Row): Buffer {
+    return encodeKey([...this.indexParts(ix, row), ...this.meta.primaryKey.map((f) => row[f] as KeyPart)]);
+  }
+
+  decode(cells: readonly Cell[]): Row {
+    return this.codec.decode(cells);
+  }
+
+  async get(reader: TreeReader, key: Buffer): Promise<Row | undefined> {
+    const cells = await reader.get(this.meta.rowsTree, key);
+    return cells ? this.codec.decode(cells) : undefined;
+  }
+}
+
+const states = new WeakMap<EngineTxn, Map<string, CollectionWriter>>();
+
+/** A collection's trees opened for writing in one transaction, with its row-count change. */
+export class CollectionWriter {
+  private rowDelta = 0;
+
+  private constructor(
+    readonly etx: EngineTxn,
+    readonly layout: CollectionLayout,
+    private readonly rows: BTreeWriter,
+    private readonly indexes: readonly { meta: IndexMeta; tree: BTreeWriter }[],
+  ) {
+    etx.onBeforeCommit(async () => {
+      if (this.rowDelta === 0) return;
+      const name = layout.meta.name;
+      await etx.setMeta(rowCountName(name), encodeRowCount((await readRowCount(etx, name)) + this.rowDelta));
+      this.rowDelta = 0;
+    });
+  }
+
+  /** The writer of `collection` in `etx`, opened once per transaction. */
+  static async open(etx: EngineTxn, collection: string): Promise<CollectionWriter> {
+    let byName = states.get(etx);
+    if (!byName) states.set(etx, (byName = new Map()));
+    const open = byName.get(collection);
+    if (open) return open;
+    const meta = await readMeta(etx, collection);
+    if (!meta) throw new ModelVaultError('UNKNOWN_COLLECTION', `collection ${collection} is not registered`, { collection });
+    const rows = await etx.tree(meta.rowsTree, meta.columns.length);
+    const indexes = [];
+    for (const ix of meta.indexes) indexes.push({ meta: ix, tree: await etx.tree(ix.tree, 0) });
+    const writer = new CollectionWriter(etx, new CollectionLayout(meta), rows, indexes);
+    byName.set(collection, writer);
+    return writer;
+  }
+
+  /** Forgets the cached writer (after a schema change inside the transaction). */
+  static forget(etx: EngineTxn, collection: string): void {
+    states.get(etx)?.delete(collection);
+  }
+
+  get pendingRowDelta(): number { return this.rowDelta; }
+
+  async insert(input: unknown): Promise<void> {
+    const row = validateShape(this.layout.meta.fields, input, '', 'insert');
+    await this.checkUnique(row, null);
+    const key = this.layout.rowKey(row);
+    const result = await this.mutate(() => this.rows.put(key, this.layout.codec.encode(row), 'insert'));
+    if (result === 'exists') throw duplicate(this.layout.meta.name, 'primary key', this.layout.meta.primaryKey.map((f) => row[f]));
+    await this.mutate(() => this.addIndexEntries(row));
+    this.rowDelta++;
+  }
+
+  async put(input: unknown): Promise<void> {
+    const row = validateShape(this.layout.meta.fields, input, '', 'insert');
+    const key = this.layout.rowKey(row);
+    const old = await this.layout.get(this.etx, key);
+    await this.checkUnique(row, old ? key : null);
+    await this.mutate(async () => {
+      await this.rows.put(key, this.layout.codec.encode(row), 'upsert');
+      if (old) await this.replaceIndexEntries(old, row);
+      else await this.addIndexEntries(row);
+    });
+    if (!old) this.rowDelta++;
+  }
+
+  async update(pk: unknown, patch: unknown): Promise<boolean> {
+    const key = this.layout.keyFromArgument(pk);
+    if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw validationError('', 'patch must be an object');
+    const checked = validateShape(this.layout.meta.fields, patch, '', 'patch');
+    const old = await this.layout.get(this.etx, key);
+    if (!old) return false;
+    const row: Row = { ...old, ...checked };
+    for (const [field, value] of Object.entries(patch as Row)) {
+      if (value !== undefined) continue;
+      const spec = this.layout.meta.fields[field];
+      if (!spec.optional) throw validationError(field, 'a required field cannot be removed');
+      delete row[field];
+    }
+    for (const f of this.layout.meta.primaryKey) {
+      if (this.layout.rowKey({ [f]: row[f] }).compare(this.layout.rowKey({ [f]: old[f] })) !== 0) {
+        throw validationError(f, 'a primary key field cannot be changed by update; delete and insert instead');
+      }
+    }
+    await this.checkUnique(row, key);
+    await this.mutate(async () => {
+      await this.rows.put(key, this.layout.codec.encode(row), 'update');
+      await this.replaceIndexEntries(old, row);
+    });
+    return true;
+  }
+
+  async delete(pk: unknown): Promise<boolean> {
+    const key = this.layout.keyFromArgument(pk);
+    const old = await this.layout.get(this.etx, key);
+    if (!old) return false;
+    await this.mutate(async () => {
+      await this.rows.delete(key);
+      for (const ix of this.indexes) await ix.tree.delete(this.layout.indexKey(ix.meta, old));
+    });
+    this.rowDelta--;
+    return true;
+  }
+
+  /** Unique indexes: no other row may hold the same non-null values. */
+  private async checkUnique(row: Row, ownKey: Buffer | null): Promise<void> {
+    for (const ix of this.indexes) {
+      if (!ix.meta.unique) continue;
+      const parts = this.layout.indexParts(ix.meta, row);
+      if (parts.some((p) => p === null)) continue; // absent values are not unique-constrained
+      const own = ownKey ? this.layout.indexKey(ix.meta, row) : null;
+      for await (const slice of this.etx.slices(ix.meta.tree, prefixBounds(parts))) {
+        for (let i = slice.start; i < slice.end; i++) {
+          if (own && slice.leaf.key(i).equals(own)) continue;
+          throw duplicate(this.layout.meta.name, `unique index ${ix.meta.name}`, parts);
+        }
+      }
+    }
+  }
+
+  private async addIndexEntries(row: Row): Promise<void> {
+    for (const ix of this.indexes) await ix.tree.put(this.layout.indexKey(ix.meta, row), [], 'upsert');
+  }
+
+  private async replaceIndexEntries(old: Row, row: Row): Promise<void> {
+    for (const ix of this.indexes) {
+      const before = this.layout.indexKey(ix.meta, old), after = this.layout.indexKey(ix.meta, row);
+      if (before.equals(after)) continue;
+      await ix.tree.delete(before);
+      await ix.tree.put(after, [], 'upsert');
+    }
+  }
+
+  /** Runs a change; if it fails halfway the transaction is poisoned and can only roll back. */
+  private async mutate<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      this.etx.poisoned ??= err as Error;
+      throw err;
+    }
+  }
+}
+
+function duplicate(collection: string, what: string, values: unknown[]): ModelVaultError {
+  const shown = values.map((v) => (v instanceof Date ? v.toISOString() : typeof v === 'bigint' ? `${v}n` : JSON.stringify(v))).join(', ');
+  return new ModelVaultError('DUPLICATE_KEY', `${collection}: ${what} already holds (${shown})`, { collection, index: what });
+}

@@ -1,0 +1,82 @@
+// `model()`: a named shape with a primary key and indexes, checked once when defined.
+import { ModelVaultError } from '../storage/errors.js';
+import type { FieldKind, FieldSpec, InferInputShape, InferShape, Shape } from './types.js';
+
+export interface IndexDefinition<F extends string = string> {
+  readonly name: string;
+  readonly fields: readonly F[];
+  readonly unique?: boolean;
+}
+
+export interface ModelOptions<S extends Shape> {
+  readonly primaryKey: (keyof S & string) | readonly (keyof S & string)[];
+  readonly indexes?: readonly IndexDefinition<keyof S & string>[];
+}
+
+/** Field kinds that can be part of a primary or index key. */
+export const KEY_KINDS: ReadonlySet<FieldKind> = new Set(['int', 'bigint', 'float', 'string', 'bool', 'timestamp', 'uuid', 'enum']);
+
+const NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const RESERVED_FIELDS = new Set(['__proto__', 'constructor', 'prototype']);
+
+export class Model<S extends Shape = Shape, Name extends string = string> {
+  declare readonly __row: InferShape<S>;
+  declare readonly __input: InferInputShape<S>;
+  readonly fields: Readonly<Record<string, FieldSpec>>;
+  readonly primaryKey: readonly string[];
+  readonly indexes: readonly { name: string; fields: readonly string[]; unique: boolean }[];
+
+  constructor(readonly name: Name, readonly shape: S, options: ModelOptions<S>) {
+    if (typeof name !== 'string' || !NAME_PATTERN.test(name) || name.length > 128) {
+      throw invalid('name', `model name must match ${NAME_PATTERN} (got ${String(name)})`);
+    }
+    if (!shape || typeof shape !== 'object') throw invalid('shape', 'model shape must be an object of t.* fields');
+    const fields: Record<string, FieldSpec> = Object.create(null);
+    for (const [field, type] of Object.entries(shape)) checkField(field, type?.spec, field, fields);
+    this.fields = fields;
+    const pk = Array.isArray(options?.primaryKey) ? [...options.primaryKey] : [options?.primaryKey as string];
+    if (pk.length === 0) throw invalid('primaryKey', 'a primary key needs at least one field');
+    for (const f of pk) checkKeyField(fields, f, 'primaryKey', true);
+    this.primaryKey = pk;
+    const names = new Set<string>();
+    this.indexes = (options.indexes ?? []).map((ix, i) => {
+      if (!ix || typeof ix.name !== 'string' || !NAME_PATTERN.test(ix.name)) throw invalid(`indexes.${i}.name`, 'index name must be an identifier');
+      if (names.has(ix.name)) throw invalid(`indexes.${i}.name`, `index ${ix.name} is defined twice`);
+      names.add(ix.name);
+      if (!Array.isArray(ix.fields) || ix.fields.length === 0) throw invalid(`indexes.${i}.fields`, 'an index needs at least one field');
+      for (const f of ix.fields) checkKeyField(fields, f, `indexes.${i}.fields`, false);
+      return { name: ix.name, fields: [...ix.fields], unique: ix.unique === true };
+    });
+  }
+}
+
+function invalid(path: string, message: string): ModelVaultError {
+  return new ModelVaultError('VALIDATION', message, { path });
+}
+
+function checkField(field: string, spec: FieldSpec | undefined, path: string, into: Record<string, FieldSpec>): void {
+  if (!NAME_PATTERN.test(field) || RESERVED_FIELDS.has(field)) throw invalid(path, `field name ${JSON.stringify(field)} is not allowed`);
+  if (!spec || typeof spec.kind !== 'string') throw invalid(path, `field ${path} must be a t.* type`);
+  if (spec.kind === 'object') for (const [k, s] of Object.entries(spec.shape ?? {})) checkField(k, s, `${path}.${k}`, {});
+  into[field] = spec;
+}
+
+function checkKeyField(fields: Record<string, FieldSpec>, f: string, path: string, required: boolean): void {
+  const spec = fields[f];
+  if (!spec) throw invalid(path, `unknown field ${f}`);
+  if (!KEY_KINDS.has(spec.kind)) throw invalid(path, `field ${f} of type ${spec.kind} cannot be part of a key`);
+  if (required && (spec.optional || spec.hasDefault && spec.optional)) throw invalid(path, `primary key field ${f} cannot be optional`);
+}
+
+/**
+ * Defines a model: a collection name, its fields, primary key and indexes.
+ * @example const Users = model('users', { id: t.int(), name: t.string() }, { primaryKey: 'id' });
+ */
+export function model<const Name extends string, S extends Shape>(name: Name, shape: S, options: ModelOptions<S>): Model<S, Name> {
+  return new Model(name, shape, options);
+}
+
+/** The row type of a model. */
+export type Infer<M> = M extends Model<infer S, any> ? InferShape<S> : never;
+/** What writes accept: fields with defaults may be left out. */
+export type InferInput<M> = M extends Model<infer S, any> ? InferInputShape<S> : never;

@@ -1,0 +1,161 @@
+// Rows ↔ leaf cells. Each top-level field is one column of the collection's tree: numbers
+// and timestamps as 8-byte float64 (fixed-width columns a scan reads as a Float64Array),
+// bigints as int64, booleans as one byte, strings as UTF-8, bytes raw; lists, objects and json
+// as msgpack. Nested objects are stored as arrays in schema order (the record structure is the
+// schema kept in the catalog), so rows carry no field names.
+import { Packr } from 'msgpackr';
+import type { Cell } from '../storage/btree.js';
+import { ModelVaultError } from '../storage/errors.js';
+import type { FieldSpec } from './types.js';
+
+const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: true });
+
+export interface ColumnCodec {
+  readonly field: string;
+  readonly spec: FieldSpec;
+  encode(value: unknown): Uint8Array;
+  decode(cell: Uint8Array): unknown;
+}
+
+function toStorageForm(spec: FieldSpec, v: unknown): unknown {
+  if (v === undefined) return undefined;
+  switch (spec.kind) {
+    case 'float':
+      return Object.is(v, -0) ? new Float64Array([-0]) : v; // msgpack would store -0 as the integer 0
+    case 'list':
+      return (v as unknown[]).map((x) => toStorageForm(spec.element!, x));
+    case 'object':
+      return Object.entries(spec.shape!).map(([k, s]) => toStorageForm(s, (v as Record<string, unknown>)[k]));
+    default:
+      return v;
+  }
+}
+
+function fromStorageForm(spec: FieldSpec, v: unknown, path: string): unknown {
+  if (v === undefined) return undefined;
+  switch (spec.kind) {
+    case 'float':
+      if (v instanceof Float64Array) return v[0];
+      if (typeof v !== 'number') throw corruptValue(path);
+      return v;
+    case 'int':
+      if (typeof v !== 'number') throw corruptValue(path);
+      return v;
+    case 'timestamp':
+      if (!(v instanceof Date)) throw corruptValue(path);
+      return v;
+    case 'bytes':
+      if (!(v instanceof Uint8Array)) throw corruptValue(path);
+      return new Uint8Array(v);
+    case 'list':
+      if (!Array.isArray(v)) throw corruptValue(path);
+      return v.map((x, i) => fromStorageForm(spec.element!, x, `${path}.${i}`));
+    case 'object': {
+      if (!Array.isArray(v)) throw corruptValue(path);
+      const out: Record<string, unknown> = {};
+      Object.entries(spec.shape!).forEach(([k, s], i) => {
+        const x = fromStorageForm(s, v[i], `${path}.${k}`);
+        if (x !== undefined) out[k] = x;
+        else if (s.hasDefault) out[k] = structuredClone(s.defaultValue);
+      });
+      return out;
+    }
+    default:
+      return v;
+  }
+}
+
+const corruptValue = (path: string) => new ModelVaultError('CORRUPT', `stored value of ${path} does not match its type`, { path, offset: -1 });
+
+export function columnCodec(field: string, spec: FieldSpec): ColumnCodec {
+  const f64 = {
+    encode: (v: unknown) => { const b = Buffer.allocUnsafe(8); b.writeDoubleLE(v as number, 0); return b; },
+    decode: (c: Uint8Array) => { if (c.byteLength !== 8) throw corruptValue(field); return Buffer.from(c.buffer, c.byteOffset, 8).readDoubleLE(0); },
+  };
+  switch (spec.kind) {
+    case 'int':
+    case 'float':
+      return { field, spec, ...f64 };
+    case 'timestamp':
+      return {
+        field, spec,
+        encode: (v) => f64.encode((v as Date).getTime()),
+        decode: (c) => new Date(f64.decode(c)),
+      };
+    case 'bigint':
+      return {
+        field, spec,
+        encode: (v) => { const b = Buffer.allocUnsafe(8); b.writeBigInt64LE(v as bigint, 0); return b; },
+        decode: (c) => { if (c.byteLength !== 8) throw corruptValue(field); return Buffer.from(c.buffer, c.byteOffset, 8).readBigInt64LE(0); },
+      };
+    case 'bool':
+      return {
+        field, spec,
+        encode: (v) => Uint8Array.of(v ? 1 : 0),
+        decode: (c) => { if (c.byteLength !== 1) throw corruptValue(field); return c[0] === 1; },
+      };
+    case 'string':
+    case 'uuid':
+    case 'enum':
+      return {
+        field, spec,
+        encode: (v) => Buffer.from(v as string, 'utf8'),
+        decode: (c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength).toString('utf8'),
+      };
+    case 'bytes':
+      return { field, spec, encode: (v) => v as Uint8Array, decode: (c) => new Uint8Array(c) };
+    case 'list':
+    case 'object':
+    case 'json':
+      return {
+        field, spec,
+        encode: (v) => packr.pack(toStorageForm(spec, v)),
+        decode: (c) => {
+          let raw: unknown;
+          try {
+            raw = packr.unpack(c);
+          } catch (err) {
+            throw new ModelVaultError('CORRUPT', `stored value of ${field} is not valid msgpack`, { path: field, offset: -1 }, { cause: err });
+          }
+          return fromStorageForm(spec, raw, field);
+        },
+      };
+  }
+}
+
+/** Encodes and decodes whole rows of one collection, column order fixed by the catalog. */
+export class RowCodec {
+  readonly columns: readonly ColumnCodec[];
+  private readonly byField = new Map<string, number>();
+
+  constructor(columnFields: readonly string[], fields: Readonly<Record<string, FieldSpec>>) {
+    this.columns = columnFields.map((f, i) => {
+      this.byField.set(f, i);
+      return columnCodec(f, fields[f]);
+    });
+  }
+
+  columnOf(field: string): number {
+    const i = this.byField.get(field);
+    if (i === undefined) throw new Error(`internal: no column for ${field}`);
+    return i;
+  }
+
+  encode(row: Record<string, unknown>): Cell[] {
+    return this.columns.map((col) => {
+      const v = row[col.field];
+      return v === undefined ? null : col.encode(v);
+    });
+  }
+
+  decode(cells: readonly Cell[]): Record<string, unknown> {
+    const row: Record<string, unknown> = {};
+    for (let i = 0; i < this.columns.length; i++) {
+      const col = this.columns[i];
+      const cell = i < cells.length ? cells[i] : null;
+      if (cell !== null) row[col.field] = col.decode(cell);
+      else if (col.spec.hasDefault) row[col.field] = structuredClone(col.spec.defaultValue);
+    }
+    return row;
+  }
+}

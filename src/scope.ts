@@ -1,0 +1,70 @@
+// Where a collection call runs: in its own autocommit transaction, or inside an open
+// `db.transaction()`. A call made on a database-level collection from inside a transaction
+// callback joins that transaction (found through AsyncLocalStorage) instead of queueing
+// behind it, which would deadlock.
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { EngineTxn, StorageEngine, TreeReader } from '../storage/engine.js';
+import { ModelVaultError } from '../storage/errors.js';
+
+export interface Scope {
+  write<T>(fn: (etx: EngineTxn) => Promise<T>): Promise<T>;
+  read<T>(fn: (reader: TreeReader) => Promise<T>): Promise<T>;
+}
+
+const activeTxn = new AsyncLocalStorage<{ engine: StorageEngine; tx: TxScope }>();
+/** Operations on one transaction run one at a time: a B+tree writer is not re-entrant. */
+const opQueues = new WeakMap<EngineTxn, Promise<unknown>>();
+
+function serialized<T>(etx: EngineTxn, fn: () => Promise<T>): Promise<T> {
+  const prev = opQueues.get(etx) ?? Promise.resolve();
+  const next = prev.then(fn, fn);
+  opQueues.set(etx, next.catch(() => undefined));
+  return next;
+}
+
+export class DatabaseScope implements Scope {
+  constructor(private readonly engine: StorageEngine) {}
+
+  write<T>(fn: (etx: EngineTxn) => Promise<T>): Promise<T> {
+    const joined = activeTxn.getStore();
+    if (joined && joined.engine === this.engine) return joined.tx.write(fn);
+    return this.engine.write((etx) => fn(etx));
+  }
+
+  async read<T>(fn: (reader: TreeReader) => Promise<T>): Promise<T> {
+    const joined = activeTxn.getStore();
+    if (joined && joined.engine === this.engine) return joined.tx.read(fn);
+    using snap = this.engine.snapshot();
+    return await fn(snap);
+  }
+}
+
+export class TxScope implements Scope {
+  private closed = false;
+  constructor(readonly engine: StorageEngine, readonly etx: EngineTxn) {}
+
+  write<T>(fn: (etx: EngineTxn) => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(closedError());
+    return serialized(this.etx, () => {
+      if (this.closed) throw closedError();
+      return fn(this.etx);
+    });
+  }
+
+  read<T>(fn: (reader: TreeReader) => Promise<T>): Promise<T> {
+    return this.write(fn);
+  }
+
+  /** Runs the transaction callback with this scope visible to database-level calls. */
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    return activeTxn.run({ engine: this.engine, tx: this }, fn);
+  }
+
+  /** Waits for operations still running, then refuses new ones. */
+  async close(): Promise<void> {
+    await (opQueues.get(this.etx) ?? Promise.resolve());
+    this.closed = true;
+  }
+}
+
+const closedError = () => new ModelVaultError('TRANSACTION_CLOSED', 'the transaction has ended; use the collection outside it or start a new one');

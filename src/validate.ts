@@ -1,0 +1,161 @@
+// Validation of every write against the model: types, required fields, unknown fields and
+// constraints. It builds a fresh row holding only schema fields, so input keys such as
+// `__proto__` are rejected as unknown and never reach a prototype.
+import { ModelVaultError } from '../storage/errors.js';
+import type { FieldSpec } from './types.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const MAX_JSON_DEPTH = 256;
+const INT64_MIN = -(2n ** 63n), INT64_MAX = 2n ** 63n - 1n;
+
+export function validationError(path: string, message: string): ModelVaultError {
+  return new ModelVaultError('VALIDATION', path ? `${path}: ${message}` : message, { path });
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof Date) return 'a Date';
+  if (v instanceof Uint8Array) return 'bytes';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+/** Checks one value against its spec (present value: not undefined) and returns the value to store. */
+export function validateValue(spec: FieldSpec, v: unknown, path: string): unknown {
+  const c = spec.constraints;
+  switch (spec.kind) {
+    case 'int':
+      if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw validationError(path, `expected a safe integer, got ${typeof v === 'number' ? v : describe(v)}`);
+      checkRange(c, v, path);
+      return v;
+    case 'float':
+      if (typeof v !== 'number') throw validationError(path, `expected a number, got ${describe(v)}`);
+      if (!Number.isNaN(v)) checkRange(c, v, path);
+      return v;
+    case 'bigint':
+      if (typeof v !== 'bigint') throw validationError(path, `expected a bigint, got ${describe(v)}`);
+      if (v < INT64_MIN || v > INT64_MAX) throw validationError(path, 'bigint does not fit in 64 bits');
+      if (c.min !== undefined && v < BigInt(Math.ceil(c.min))) throw validationError(path, `must be >= ${c.min}`);
+      if (c.max !== undefined && v > BigInt(Math.floor(c.max))) throw validationError(path, `must be <= ${c.max}`);
+      return v;
+    case 'bool':
+      if (typeof v !== 'boolean') throw validationError(path, `expected a boolean, got ${describe(v)}`);
+      return v;
+    case 'timestamp': {
+      if (!(v instanceof Date)) throw validationError(path, `expected a Date, got ${describe(v)}`);
+      const ms = v.getTime();
+      if (Number.isNaN(ms)) throw validationError(path, 'invalid Date');
+      checkRange(c, ms, path);
+      return new Date(ms);
+    }
+    case 'string':
+      if (typeof v !== 'string') throw validationError(path, `expected a string, got ${describe(v)}`);
+      checkLength(c, v.length, path);
+      if (c.regex && !new RegExp(c.regex.source, c.regex.flags).test(v)) throw validationError(path, `does not match /${c.regex.source}/`);
+      if (c.email && !EMAIL.test(v)) throw validationError(path, 'not an email address');
+      if (c.url && !isUrl(v)) throw validationError(path, 'not a URL');
+      return v;
+    case 'uuid':
+      if (typeof v !== 'string' || !UUID.test(v)) throw validationError(path, `expected a UUID string, got ${typeof v === 'string' ? JSON.stringify(v.slice(0, 40)) : describe(v)}`);
+      return v.toLowerCase();
+    case 'enum':
+      if (typeof v !== 'string' || !spec.values!.includes(v)) throw validationError(path, `expected one of ${spec.values!.join(', ')}`);
+      return v;
+    case 'bytes':
+      if (!(v instanceof Uint8Array)) throw validationError(path, `expected a Uint8Array, got ${describe(v)}`);
+      checkLength(c, v.byteLength, path);
+      return new Uint8Array(v);
+    case 'list': {
+      if (!Array.isArray(v)) throw validationError(path, `expected an array, got ${describe(v)}`);
+      checkLength(c, v.length, path);
+      const out = new Array(v.length);
+      for (let i = 0; i < v.length; i++) {
+        if (v[i] === undefined) throw validationError(`${path}.${i}`, 'list items cannot be undefined');
+        out[i] = validateValue(spec.element!, v[i], `${path}.${i}`);
+      }
+      return out;
+    }
+    case 'object':
+      if (!isPlainObject(v)) throw validationError(path, `expected an object, got ${describe(v)}`);
+      return validateShape(spec.shape!, v, path, 'insert');
+    case 'json':
+      checkJson(v, path, 0);
+      return v;
+  }
+}
+
+/**
+ * Validates a whole object against a shape. `insert` applies defaults and requires every
+ * required field; `patch` checks only the fields present.
+ */
+export function validateShape(shape: Readonly<Record<string, FieldSpec>>, input: unknown, path: string, mode: 'insert' | 'patch'): Record<string, unknown> {
+  if (!isPlainObject(input)) throw validationError(path, `expected an object, got ${describe(input)}`);
+  for (const key of Object.keys(input)) {
+    if (!Object.prototype.hasOwnProperty.call(shape, key)) throw validationError(join(path, key), 'unknown field');
+  }
+  const out: Record<string, unknown> = {};
+  for (const [field, spec] of Object.entries(shape)) {
+    const v = Object.prototype.hasOwnProperty.call(input, field) ? input[field] : undefined;
+    if (v === undefined) {
+      if (mode === 'patch') continue;
+      if (spec.hasDefault) out[field] = validateValue(spec, structuredClone(spec.defaultValue), join(path, field));
+      else if (!spec.optional) throw validationError(join(path, field), 'required field is missing');
+      continue;
+    }
+    if (v === null && spec.optional && spec.kind !== 'json') throw validationError(join(path, field), 'null is not a value: leave an optional field out instead');
+    out[field] = validateValue(spec, v, join(path, field));
+  }
+  return out;
+}
+
+const join = (path: string, key: string) => (path ? `${path}.${key}` : key);
+
+function checkRange(c: FieldSpec['constraints'], v: number, path: string): void {
+  if (c.min !== undefined && v < c.min) throw validationError(path, `must be >= ${c.min}`);
+  if (c.max !== undefined && v > c.max) throw validationError(path, `must be <= ${c.max}`);
+}
+
+function checkLength(c: FieldSpec['constraints'], n: number, path: string): void {
+  if (c.nonEmpty && n === 0) throw validationError(path, 'must not be empty');
+  if (c.minLength !== undefined && n < c.minLength) throw validationError(path, `length must be >= ${c.minLength}`);
+  if (c.maxLength !== undefined && n > c.maxLength) throw validationError(path, `length must be <= ${c.maxLength}`);
+}
+
+function isUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return u.protocol !== '' && u.host !== '';
+  } catch {
+    return false;
+  }
+}
+
+/** json values: msgpack-encodable, bounded depth, no prototype keys. */
+function checkJson(v: unknown, path: string, depth: number): void {
+  if (depth > MAX_JSON_DEPTH) throw validationError(path, `nesting deeper than ${MAX_JSON_DEPTH} levels`);
+  if (v === null || v === undefined || typeof v === 'string' || typeof v === 'boolean' || typeof v === 'number' || typeof v === 'bigint') return;
+  if (v instanceof Date) {
+    if (Number.isNaN(v.getTime())) throw validationError(path, 'invalid Date');
+    return;
+  }
+  if (v instanceof Uint8Array) return;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) checkJson(v[i], path, depth + 1);
+    return;
+  }
+  if (isPlainObject(v)) {
+    for (const key of Object.keys(v)) {
+      if (key === '__proto__') throw validationError(join(path, key), 'the key __proto__ is not allowed');
+      checkJson(v[key], join(path, key), depth + 1);
+    }
+    return;
+  }
+  throw validationError(path, `${describe(v)} cannot be stored in a json field`);
+}
