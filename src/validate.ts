@@ -101,7 +101,7 @@ export function validateShape(shape: Readonly<Record<string, FieldSpec>>, input:
     if (!Object.prototype.hasOwnProperty.call(shape, key)) throw validationError(join(path, key), 'unknown field');
   }
   const out: Record<string, unknown> = {};
-  for (const [field, spec] of Object.entries(shape)) {
+  for (const [field, spec] of entriesOf(shape)) {
     const v = Object.prototype.hasOwnProperty.call(input, field) ? input[field] : undefined;
     if (v === undefined) {
       if (mode === 'patch') continue;
@@ -113,6 +113,13 @@ export function validateShape(shape: Readonly<Record<string, FieldSpec>>, input:
     out[field] = validateValue(spec, v, join(path, field));
   }
   return out;
+}
+
+const shapeEntries = new WeakMap<object, [string, FieldSpec][]>();
+function entriesOf(shape: Readonly<Record<string, FieldSpec>>): [string, FieldSpec][] {
+  let entries = shapeEntries.get(shape);
+  if (!entries) shapeEntries.set(shape, (entries = Object.entries(shape)));
+  return entries;
 }
 
 const join = (path: string, key: string) => (path ? `${path}.${key}` : key);

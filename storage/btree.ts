@@ -251,7 +251,7 @@ export class BTreeWriter {
 
   async put(key: Uint8Array, cells: readonly Cell[], mode: PutMode = 'upsert'): Promise<PutResult> {
     if (cells.length !== this.columns) throw new Error(`internal: ${cells.length} cells for a ${this.columns}-column tree`);
-    const k = Buffer.from(key);
+    const k = asBuffer(key); // keys and cells are taken over, not copied: callers pass fresh buffers
     if (k.byteLength > this.maxKeyBytes) {
       throw new ModelVaultError('VALIDATION', `key of ${k.byteLength} bytes exceeds the ${this.maxKeyBytes}-byte limit`, { path: 'key' });
     }
@@ -449,7 +449,7 @@ export class BTreeWriter {
 
   /** Encodes cells for a leaf, moving the largest to overflow runs until the entry fits. */
   private async storeCells(key: Buffer, cells: readonly Cell[]): Promise<StoredCell[]> {
-    const stored: StoredCell[] = cells.map((c) => (c === null ? null : Buffer.from(c)));
+    const stored: StoredCell[] = cells.map((c) => (c === null ? null : asBuffer(c)));
     while (entryBytes(key, stored) > this.maxEntryBytes) {
       let largest = -1;
       for (let c = 0; c < stored.length; c++) {

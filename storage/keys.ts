@@ -31,24 +31,29 @@ function partBytes(part: KeyPart): Uint8Array {
   throw new ModelVaultError('VALIDATION', `a ${typeof part} cannot be part of a key`, {});
 }
 
-/** Appends one escaped, terminated component to `out`. */
-function pushPart(out: number[], part: KeyPart): void {
-  const bytes = partBytes(part);
-  if (bytes.byteLength > MAX_KEY_PART_BYTES) {
-    throw new ModelVaultError('VALIDATION', `key component of ${bytes.byteLength} bytes exceeds ${MAX_KEY_PART_BYTES}`, {});
-  }
-  for (const b of bytes) {
-    out.push(b);
-    if (b === 0x00) out.push(0xff);
-  }
-  out.push(...TERMINATOR);
-}
-
 /** The key bytes of a composite key (one part for a single-field key). */
 export function encodeKey(parts: readonly KeyPart[]): Buffer {
-  const out: number[] = [];
-  for (const p of parts) pushPart(out, p);
-  return Buffer.from(out);
+  const encoded = parts.map(partBytes);
+  let length = 0;
+  for (const bytes of encoded) {
+    if (bytes.byteLength > MAX_KEY_PART_BYTES) {
+      throw new ModelVaultError('VALIDATION', `key component of ${bytes.byteLength} bytes exceeds ${MAX_KEY_PART_BYTES}`, {});
+    }
+    length += bytes.byteLength + TERMINATOR.length;
+    for (let i = 0; i < bytes.byteLength; i++) if (bytes[i] === 0x00) length++;
+  }
+  const out = Buffer.allocUnsafe(length);
+  let at = 0;
+  for (const bytes of encoded) {
+    for (let i = 0; i < bytes.byteLength; i++) {
+      const b = bytes[i];
+      out[at++] = b;
+      if (b === 0x00) out[at++] = 0xff;
+    }
+    out[at++] = TERMINATOR[0];
+    out[at++] = TERMINATOR[1];
+  }
+  return out;
 }
 
 /** Bounds covering every key whose leading components equal `parts`. */
