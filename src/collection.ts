@@ -7,6 +7,7 @@ import { decodeMeta, metaName, readRowCount } from './catalog.js';
 import { CollectionLayout, CollectionWriter } from './collection-writer.js';
 import type { Infer, InferInput, Model } from './model.js';
 import type { Scope } from './scope.js';
+import { Query, emptyState, type QueryHost } from './query.js';
 
 /** A key argument: the value of a single-field key, or an array for a composite one. */
 export type KeyOf<M extends Model> = M extends Model ? Exclude<KeyPart, null> | readonly Exclude<KeyPart, null>[] : never;
@@ -16,10 +17,23 @@ export type RowSource<T> = Iterable<T> | AsyncIterable<T>;
 export class Collection<M extends Model = Model> {
   private cachedLayout: { bytes: Uint8Array; layout: CollectionLayout } | null = null;
 
+  /** @internal */
+  readonly scope: Scope;
+
   constructor(
-    /** @internal */ readonly scope: Scope,
+    /** @internal */ readonly host: QueryHost,
     readonly model: M,
-  ) {}
+  ) {
+    this.scope = host.scope;
+  }
+
+  /**
+   * A query over this collection; nothing runs until it is iterated.
+   * @example for await (const o of orders.query().where('qty', '>', 2).orderBy('amount', 'desc').limit(10)) console.log(o);
+   */
+  query(): Query<Infer<M>> {
+    return new Query<Infer<M>>(this.host, emptyState(this.model));
+  }
 
   get name(): string { return this.model.name; }
 

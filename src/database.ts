@@ -12,6 +12,10 @@ import { Collection } from './collection.js';
 import { CollectionLayout, CollectionWriter } from './collection-writer.js';
 import { Model } from './model.js';
 import { DatabaseScope, TxScope, type Scope } from './scope.js';
+import type { Query, QueryHost } from './query.js';
+import { compileSql } from './sql.js';
+
+const BATCH_ROWS = 1024;
 
 export interface OpenOptions {
   /** Buffer pool budget in bytes (default 64 MiB). */
@@ -67,7 +71,7 @@ export interface MigrationPlan {
 /** A running `db.transaction()`: collections bound to it see its own writes. */
 export class Transaction {
   /** @internal */
-  constructor(private readonly scope: TxScope) {}
+  constructor(private readonly host: QueryHost) {}
 
   /**
    * The collection of `model` inside this transaction.
@@ -75,12 +79,14 @@ export class Transaction {
    */
   collection<M extends Model>(model: M): Collection<M> {
     if (!(model instanceof Model)) throw new ModelVaultError('VALIDATION', 'collection() needs a model', { path: 'model' });
-    return new Collection(this.scope, model);
+    return new Collection(this.host, model);
   }
 }
 
 export class Database implements AsyncDisposable {
   private readonly scope: Scope;
+  /** @internal What queries run with: scope, memory budget, spill space. */
+  readonly host: QueryHost;
 
   private constructor(
     /** @internal The storage engine; collections and queries are built over it. */
@@ -88,6 +94,25 @@ export class Database implements AsyncDisposable {
     readonly memoryLimit: number,
   ) {
     this.scope = new DatabaseScope(engine);
+    this.host = { scope: this.scope, memoryLimit, spill: engine.spill, batchSize: BATCH_ROWS };
+  }
+
+  /**
+   * A query written as SQL (SELECT only; values as ? parameters). Returns the same kind of
+   * query object as the builder, so it streams, explains and chains the same way.
+   * @example db.sql('SELECT id, amount FROM orders WHERE category = ? ORDER BY amount DESC LIMIT 10', ['books'])
+   */
+  sql(text: string, params: readonly unknown[] = []): Query<Record<string, unknown>> {
+    return compileSql(text, params, (name) => this.modelFor(name), this.host);
+  }
+
+  /** Models registered through this handle (SQL finds collections by name here). */
+  private readonly models = new Map<string, Model>();
+
+  private modelFor(name: string): Model {
+    const m = this.models.get(name);
+    if (!m) throw new ModelVaultError('UNKNOWN_COLLECTION', `collection ${name} is not registered in this session (call db.register first)`, { collection: name });
+    return m;
   }
 
   /**
@@ -110,7 +135,8 @@ export class Database implements AsyncDisposable {
       }
       if (changes.length > 0) await applyAdditive(etx, stored, model);
     });
-    return new Collection(this.scope, model);
+    this.models.set(model.name, model);
+    return new Collection(this.host, model);
   }
 
   /**
@@ -162,7 +188,7 @@ export class Database implements AsyncDisposable {
     return this.engine.write(async (etx) => {
       const scope = new TxScope(this.engine, etx);
       try {
-        return await scope.run(() => fn(new Transaction(scope)));
+        return await scope.run(() => fn(new Transaction({ ...this.host, scope })));
       } finally {
         await scope.close();
       }

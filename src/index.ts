@@ -11,3 +11,7 @@ export { ModelVaultError } from '../storage/errors.js';
 export type { ErrorCode } from '../storage/errors.js';
 export type { RecoveryInfo } from '../storage/pager.js';
 export type { VerifyReport } from '../storage/engine.js';
+export { Query, GroupedQuery } from './query.js';
+export type { Condition, ConditionBuilder, QueryOptions, CmpOp } from './query.js';
+export { count, sum, avg, min, max, countDistinct } from './aggregates.js';
+export type { AggregateSpec } from '../operators/aggregate-op.js';

@@ -9,6 +9,8 @@ import { ModelVaultError } from '../storage/errors.js';
 export interface Scope {
   write<T>(fn: (etx: EngineTxn) => Promise<T>): Promise<T>;
   read<T>(fn: (reader: TreeReader) => Promise<T>): Promise<T>;
+  /** A reader held across many pulls (a query); call release when done. */
+  openReader(): { reader: TreeReader; release(): void };
 }
 
 const activeTxn = new AsyncLocalStorage<{ engine: StorageEngine; tx: TxScope }>();
@@ -37,6 +39,13 @@ export class DatabaseScope implements Scope {
     using snap = this.engine.snapshot();
     return await fn(snap);
   }
+
+  openReader(): { reader: TreeReader; release(): void } {
+    const joined = activeTxn.getStore();
+    if (joined && joined.engine === this.engine) return joined.tx.openReader();
+    const snap = this.engine.snapshot();
+    return { reader: snap, release: () => snap.release() };
+  }
 }
 
 export class TxScope implements Scope {
@@ -53,6 +62,11 @@ export class TxScope implements Scope {
 
   read<T>(fn: (reader: TreeReader) => Promise<T>): Promise<T> {
     return this.write(fn);
+  }
+
+  openReader(): { reader: TreeReader; release(): void } {
+    if (this.closed) throw closedError();
+    return { reader: this.etx, release: () => {} };
   }
 
   /** Runs the transaction callback with this scope visible to database-level calls. */

@@ -100,9 +100,17 @@ export function firstAtOrAfter(node: NodeLike, key: Buffer): number {
   return lo;
 }
 
-/** Which child of a branch covers `key`. */
+/**
+ * Which child of a branch covers `key`. Key 0 is never compared: it is no bound (a smaller key
+ * may have been inserted into child 0, or child 0 removed), so it need not be in order.
+ */
 export function childIndexFor(node: BranchLike, key: Buffer): number {
-  return Math.max(0, lastAtOrBefore(node, key));
+  let lo = 1, hi = node.count - 1, found = 0;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (node.compareKey(mid, key) <= 0) { found = mid; lo = mid + 1; } else hi = mid - 1;
+  }
+  return found;
 }
 
 // ── column views (what scans read) ────────────────────────────────────────────

@@ -116,6 +116,56 @@ export async function treeGet(src: NodeSource, root: number, key: Uint8Array): P
   return resolveRow(src.pager, leaf, i);
 }
 
+/** `treeGet` without awaiting: pages and overflow values are read synchronously on a miss. */
+export function treeGetSync(src: NodeSource, root: number, key: Uint8Array): Cell[] | undefined {
+  if (root === 0) return undefined;
+  const k = asBuffer(key);
+  const leaf = findLeaf(src, root, k);
+  const i = firstAtOrAfter(leaf, k);
+  if (i >= leaf.count || leaf.compareKey(i, k) !== 0) return undefined;
+  const row: Cell[] = [];
+  for (let c = 0; c < leaf.columns; c++) {
+    const cell = leaf.cell(i, c);
+    if (cell instanceof OverflowRef) {
+      checkOverflowRef(src.pager, cell);
+      const out = Buffer.concat(src.pager.readRunSync(cell.startPage, cell.pageCount, PageType.Overflow));
+      if (out.byteLength !== cell.byteLength) throw corruptAt(cell.startPage * src.pager.pageSize, 'overflow value has the wrong length');
+      row.push(out);
+    } else row.push(cell);
+  }
+  return row;
+}
+
+/**
+ * Counts entries within bounds, stopping once `cap` is reached (selectivity estimates):
+ * whole leaves are counted from their entry counts, so the cost is one page per ~1,000 entries.
+ */
+export function countRangeSync(src: NodeSource, root: number, bounds: KeyBounds, cap: number): number {
+  if (root === 0) return 0;
+  const lower = bounds.gte ? asBuffer(bounds.gte) : bounds.gt ? asBuffer(bounds.gt) : null;
+  const upper = bounds.lte ? asBuffer(bounds.lte) : bounds.lt ? asBuffer(bounds.lt) : null;
+  let total = 0;
+  const walk = (pageNo: number, depth: number): boolean => {
+    if (depth > MAX_DEPTH) throw corruptAt(pageNo * src.pager.pageSize, 'tree deeper than any valid tree');
+    const node = src.node(pageNo);
+    if (node.isLeaf) {
+      let start = 0, end = node.count;
+      if (bounds.gte) start = firstAtOrAfter(node, asBuffer(bounds.gte));
+      else if (bounds.gt) start = lastAtOrBefore(node, asBuffer(bounds.gt)) + 1;
+      if (bounds.lte) end = lastAtOrBefore(node, asBuffer(bounds.lte)) + 1;
+      else if (bounds.lt) end = firstAtOrAfter(node, asBuffer(bounds.lt));
+      total += Math.max(0, end - start);
+      return total < cap;
+    }
+    const from = lower ? childIndexFor(node, lower) : 0;
+    const to = upper ? childIndexFor(node, upper) : node.count - 1;
+    for (let i = from; i <= to; i++) if (!walk(node.child(i), depth + 1)) return false;
+    return true;
+  };
+  walk(root, 0);
+  return Math.min(total, cap);
+}
+
 export async function resolveRow(pager: Pager, leaf: LeafLike, i: number): Promise<Cell[]> {
   const row: Cell[] = [];
   for (let c = 0; c < leaf.columns; c++) {
@@ -125,11 +175,15 @@ export async function resolveRow(pager: Pager, leaf: LeafLike, i: number): Promi
   return row;
 }
 
-export async function readOverflow(pager: Pager, ref: OverflowRef): Promise<Buffer> {
+function checkOverflowRef(pager: Pager, ref: OverflowRef): void {
   const perPage = pager.pageSize - PAGE_HEADER_BYTES;
   if (ref.byteLength > MAX_VALUE_BYTES || ref.pageCount !== Math.max(1, Math.ceil(ref.byteLength / perPage))) {
     throw corruptAt(ref.startPage * pager.pageSize, `overflow reference of ${ref.byteLength} bytes in ${ref.pageCount} pages is inconsistent`);
   }
+}
+
+export async function readOverflow(pager: Pager, ref: OverflowRef): Promise<Buffer> {
+  checkOverflowRef(pager, ref);
   const bodies = await pager.readRun(ref.startPage, ref.pageCount, PageType.Overflow);
   const out = Buffer.concat(bodies);
   if (out.byteLength !== ref.byteLength) throw corruptAt(ref.startPage * pager.pageSize, 'overflow value has the wrong length');
@@ -422,7 +476,11 @@ export class BTreeWriter {
       const left = (leftIdx === idx ? node : sib.node) as Mergeable;
       const right = (rightIdx === idx ? node : sib.node) as Mergeable;
       const fixed = node.isLeaf ? leafFixedBytes(node.columns) : branchFixedBytes;
-      if (left.bytes + right.bytes - fixed > this.capacity || left.count + right.count >= MAX_NODE_ENTRIES) break;
+      // A branch's key 0 is no bound; once merged, right's first child is bounded by the parent's separator.
+      const bound = node.isLeaf ? null : parent.keys[rightIdx];
+      const grow = bound ? bound.byteLength - (right as unknown as MutableBranch).keys[0].byteLength : 0;
+      if (left.bytes + right.bytes + grow - fixed > this.capacity || left.count + right.count >= MAX_NODE_ENTRIES) break;
+      if (bound) (right as unknown as MutableBranch).setKey(0, bound);
       left.absorb(right);
       this.txn.freePage(parent.children[rightIdx]);
       parent.remove(rightIdx);
@@ -499,7 +557,8 @@ export async function checkTree(src: NodeSource, root: number, visit: (pageNo: n
     if (level !== null && nodeLevel !== level) throw corruptAt(pageNo * pageSize, `node level ${nodeLevel}, expected ${level}`);
     for (let i = 0; i < node.count; i++) {
       const key = node.key(i);
-      if (i > 0 && node.compareKey(i - 1, key) >= 0) throw corruptAt(pageNo * pageSize, `keys out of order at entry ${i}`);
+      // A branch's key 0 is no bound (see childIndexFor), so its order is not checked.
+      if (i > (node.isLeaf ? 0 : 1) && node.compareKey(i - 1, key) >= 0) throw corruptAt(pageNo * pageSize, `keys out of order at entry ${i}`);
       if ((i > 0 || node.isLeaf) && low && low.compare(key) > 0) throw corruptAt(pageNo * pageSize, `key ${i} below its parent's bound`);
       if (high && high.compare(key) <= 0) throw corruptAt(pageNo * pageSize, `key ${i} above its parent's bound`);
     }

@@ -10,7 +10,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { BlockStore } from './block-store.js';
 import {
-  BTreeWriter, CommittedSource, checkTree, leafSlices, treeEntries, treeGet,
+  BTreeWriter, CommittedSource, checkTree, leafSlices, treeEntries, treeGet, treeGetSync,
   type Cell, type KeyBounds, type LeafSlice, type NodeSource,
 } from './btree.js';
 import { ModelVaultError, corruptAt, ioError } from './errors.js';
@@ -86,6 +86,21 @@ export abstract class TreeReader {
     return row ? decodeTreeInfo(row[0], 0) : undefined;
   }
 
+  /** Synchronous catalog reads, for planning (`explain()` returns text at once). */
+  treeInfoSync(name: string): TreeInfo | undefined {
+    const row = treeGetSync(this.source, this.catalogRoot(), utf8(name));
+    return row ? decodeTreeInfo(row[0], 0) : undefined;
+  }
+
+  getMetaSync(name: string): Uint8Array | undefined {
+    return treeGetSync(this.source, this.catalogRoot(), utf8(name))?.[1] ?? undefined;
+  }
+
+  treeRootSync(tree: string): number {
+    const info = this.treeInfoSync(tree);
+    return info ? this.rootOf(tree, info) : 0;
+  }
+
   async getMeta(name: string): Promise<Uint8Array | undefined> {
     const row = await treeGet(this.source, this.catalogRoot(), utf8(name));
     return row?.[1] ?? undefined;
@@ -100,6 +115,12 @@ export abstract class TreeReader {
       out.push(key.toString('utf8'));
     }
     return out;
+  }
+
+  /** The current root page of a tree (0 when empty or missing), for repeated lookups. */
+  async treeRoot(tree: string): Promise<number> {
+    const info = await this.treeInfo(tree);
+    return info ? this.rootOf(tree, info) : 0;
   }
 
   async get(tree: string, key: Uint8Array): Promise<Cell[] | undefined> {
@@ -166,6 +187,12 @@ export class EngineTxn extends TreeReader {
     const open = this.writers.get(name);
     if (open) return { root: open.root, columns: open.columns };
     return super.treeInfo(name);
+  }
+
+  override treeInfoSync(name: string): TreeInfo | undefined {
+    const open = this.writers.get(name);
+    if (open) return { root: open.root, columns: open.columns };
+    return super.treeInfoSync(name);
   }
 
   /** The writer for tree `name`, created empty when missing. */

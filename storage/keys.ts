@@ -62,3 +62,18 @@ export function prefixBounds(parts: readonly KeyPart[]): { gte: Buffer; lt: Buff
   // Every continuation starts with a component's first byte, never 0xFF 0xFF.
   return { gte, lt: Buffer.concat([gte, Buffer.from([0xff, 0xff])]) };
 }
+
+/** The bytes after the first `parts` components of an encoded key (an index key's primary key). */
+export function keySuffix(key: Uint8Array, parts: number): Buffer {
+  let at = 0;
+  for (let done = 0; done < parts; ) {
+    if (at + 1 >= key.byteLength) throw new ModelVaultError('CORRUPT', 'index key has fewer components than its index', { offset: -1 });
+    if (key[at] === 0x00) {
+      if (key[at + 1] === TERMINATOR[1]) done++;
+      at += 2;
+    } else {
+      at++;
+    }
+  }
+  return Buffer.from(key.buffer, key.byteOffset + at, key.byteLength - at);
+}

@@ -220,6 +220,20 @@ export class Pager {
     return bodies;
   }
 
+  /** Synchronous `readRun`, for the rare overflow value met on a synchronous path. */
+  readRunSync(start: number, count: number, expect: PageType): Uint8Array[] {
+    this.assertReadable(start);
+    this.assertReadable(start + count - 1);
+    const bytes = this.store.readSync(start * this.pageSize, count * this.pageSize);
+    this.pool.bytesRead += bytes.byteLength;
+    const bodies: Uint8Array[] = [];
+    for (let k = 0; k < count; k++) {
+      const page = bytes.subarray(k * this.pageSize, (k + 1) * this.pageSize);
+      bodies.push(pageBody(page, verifyPage(page, start + k, (start + k) * this.pageSize, expect)));
+    }
+    return bodies;
+  }
+
   private admit(pageNo: number, bytes: Uint8Array, expect?: PageType): CachedPage {
     this.pool.bytesRead += bytes.byteLength;
     const info = verifyPage(bytes, pageNo, pageNo * this.pageSize, expect);

@@ -1,0 +1,97 @@
+// The operator contract: an immutable node whose `execute` is a lazy async generator of
+// batches. Closing the generator (break, limit, error, abort) closes its inputs in turn,
+// which unpins pages and drops spill runs through their `finally` blocks.
+import type { TreeReader } from '../storage/engine.js';
+import { ModelVaultError } from '../storage/errors.js';
+import type { MemoryPool } from '../storage/memory-pool.js';
+import type { SpillSpace } from '../storage/spill-space.js';
+import type { Batch } from './batch.js';
+
+export interface OperatorStats {
+  rowsOut: number;
+  batchesOut: number;
+  timeMs: number;
+  peakReservedBytes: number;
+  spilledBytes: number;
+  spillRuns: number;
+  partitions: number;
+}
+
+export interface ExecContext {
+  readonly signal?: AbortSignal;
+  readonly memory: MemoryPool;
+  readonly spill: SpillSpace;
+  /** The committed snapshot (or write transaction) the query reads. */
+  readonly reader: TreeReader;
+  readonly batchSize: number;
+  /** Filled when the query runs under explain({ analyze: true }). */
+  readonly stats?: Map<Operator, OperatorStats>;
+}
+
+export interface Operator {
+  readonly name: string;
+  children(): readonly Operator[];
+  /** One line for explain(): what this operator does with which parameters. */
+  describe(): string;
+  execute(ctx: ExecContext): AsyncGenerator<Batch>;
+}
+
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new ModelVaultError('ABORTED', 'query aborted', {}, { cause: signal.reason });
+}
+
+export function statsOf(ctx: ExecContext, op: Operator): OperatorStats | undefined {
+  if (!ctx.stats) return undefined;
+  let s = ctx.stats.get(op);
+  if (!s) ctx.stats.set(op, (s = { rowsOut: 0, batchesOut: 0, timeMs: 0, peakReservedBytes: 0, spilledBytes: 0, spillRuns: 0, partitions: 0 }));
+  return s;
+}
+
+/** Runs an operator, counting rows and time when the context collects stats. */
+export async function* run(op: Operator, ctx: ExecContext): AsyncGenerator<Batch> {
+  const stats = statsOf(ctx, op);
+  if (!stats) { yield* op.execute(ctx); return; }
+  const it = op.execute(ctx);
+  try {
+    for (;;) {
+      const t0 = performance.now();
+      const next = await it.next();
+      stats.timeMs += performance.now() - t0;
+      if (next.done) return;
+      stats.rowsOut += next.value.length;
+      stats.batchesOut++;
+      yield next.value;
+    }
+  } finally {
+    await it.return(undefined);
+  }
+}
+
+/** The plan as indented text, with figures when stats were collected. */
+export function explainTree(root: Operator, stats?: Map<Operator, OperatorStats>): string {
+  const lines: string[] = [];
+  const walk = (op: Operator, depth: number) => {
+    let line = `${'  '.repeat(depth)}${op.name}: ${op.describe()}`;
+    const s = stats?.get(op);
+    if (stats) {
+      const parts = [`rows out ${s?.rowsOut ?? 0}`];
+      const rowsIn = op.children().reduce((n, c) => n + (stats.get(c)?.rowsOut ?? 0), 0);
+      if (op.children().length) parts.unshift(`rows in ${rowsIn}`);
+      parts.push(`time ${(s?.timeMs ?? 0).toFixed(1)} ms`);
+      if (s?.peakReservedBytes) parts.push(`peak memory ${formatBytes(s.peakReservedBytes)}`);
+      if (s?.spilledBytes) parts.push(`spilled ${formatBytes(s.spilledBytes)} in ${s.spillRuns} runs${s.partitions ? `/${s.partitions} partitions` : ''}`);
+      line += `  [${parts.join(', ')}]`;
+    }
+    lines.push(line);
+    for (const c of op.children()) walk(c, depth + 1);
+  };
+  walk(root, 0);
+  return lines.join('\n');
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 2 ** 20) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 2 ** 30) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return `${(n / 2 ** 30).toFixed(2)} GiB`;
+}

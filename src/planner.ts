@@ -1,0 +1,390 @@
+// The planner: checks a query against the catalog (paths, value types), chooses the access
+// path (full scan, primary-key range, or an index by estimated selectivity, or whichever
+// delivers the requested order), pushes predicates into the scan, and assembles the operator
+// pipeline. Planning reads the catalog synchronously, so explain() answers at once.
+import { countRangeSync, type KeyBounds } from '../storage/btree.js';
+import type { TreeReader } from '../storage/engine.js';
+import { ModelVaultError } from '../storage/errors.js';
+import { encodeKey, type KeyPart } from '../storage/keys.js';
+import { AggregateOp, type AggregateSpec } from '../operators/aggregate-op.js';
+import { valueAt, type Batch } from '../operators/batch.js';
+import { exprPaths, exprToString, type CmpOp, type Expr } from '../operators/expr.js';
+import { FilterOp } from '../operators/filter-op.js';
+import { IndexScanOp } from '../operators/index-scan-op.js';
+import { HashJoinOp } from '../operators/join-op.js';
+import { LimitOp } from '../operators/limit-op.js';
+import { explainTree, type Operator } from '../operators/operator.js';
+import { pathVector } from '../operators/paths.js';
+import { TableScanOp, type ScanColumn } from '../operators/scan-op.js';
+import { SortOp, type SortKey } from '../operators/sort-op.js';
+import { decodeMeta, metaName, rowCountName, type CollectionMeta, type IndexMeta } from './catalog.js';
+import { unknownCollection } from './collection.js';
+import { columnCodec } from './row-codec.js';
+import type { QueryState } from './query.js';
+import type { FieldSpec } from './types.js';
+
+export interface PlannedQuery {
+  readonly root: Operator;
+  /** Set when the answer is known without running anything (count of a whole collection). */
+  readonly constantCount: number | null;
+  toRows(batch: Batch): Record<string, unknown>[];
+  explainSync(): string;
+}
+
+const NUMERIC = new Set(['int', 'float', 'timestamp']);
+const INDEX_SELECTIVITY = 0.2;
+
+function readCollection(reader: TreeReader, name: string): { meta: CollectionMeta; rowCount: number } {
+  const bytes = reader.getMetaSync(metaName(name));
+  if (!bytes) throw unknownCollection(name);
+  const countBytes = reader.getMetaSync(rowCountName(name));
+  const rowCount = countBytes && countBytes.byteLength === 8 ? Buffer.from(countBytes.buffer, countBytes.byteOffset, 8).readDoubleLE(0) : 0;
+  return { meta: decodeMeta(bytes, name), rowCount };
+}
+
+function invalid(path: string, message: string): ModelVaultError {
+  return new ModelVaultError('VALIDATION', `${path}: ${message}`, { path });
+}
+
+/** The spec of a dotted path inside a field map, or undefined. */
+function specAt(fields: Readonly<Record<string, FieldSpec>>, path: string): FieldSpec | undefined {
+  const [head, ...rest] = path.split('.');
+  let spec = Object.prototype.hasOwnProperty.call(fields, head) ? fields[head] : undefined;
+  for (const part of rest) {
+    if (!spec || spec.kind === 'json') return spec; // inside json anything goes
+    if (spec.kind !== 'object' || !Object.prototype.hasOwnProperty.call(spec.shape!, part)) return undefined;
+    spec = spec.shape![part];
+  }
+  return spec;
+}
+
+/** Checks one comparison value against a field type and brings it to vector form. */
+function normalizeValue(path: string, spec: FieldSpec, op: CmpOp, value: unknown): unknown {
+  if (op === 'is' || op === 'is not') {
+    if (value !== null && value !== undefined) throw invalid(path, `'${op}' compares with null only`);
+    return null;
+  }
+  if (op === 'in' || op === 'not in') {
+    if (!Array.isArray(value)) throw invalid(path, `'${op}' needs an array of values`);
+    if (value.length > 100_000) throw invalid(path, `'${op}' list is too long (${value.length})`);
+    return value.map((v) => normalizeValue(path, spec, '=', v));
+  }
+  if (op === 'startsWith') {
+    if (!['string', 'uuid', 'enum'].includes(spec.kind) || typeof value !== 'string') throw invalid(path, 'startsWith needs a string field and a string value');
+    return value;
+  }
+  const wrong = (what: string) => invalid(path, `compares a ${spec.kind} field with ${what}`);
+  const describe = (v: unknown) => (v === null ? 'null' : v instanceof Date ? 'a Date' : Array.isArray(v) ? 'an array' : `a ${typeof v}`);
+  switch (spec.kind) {
+    case 'int': case 'float':
+      if (typeof value !== 'number') throw wrong(describe(value));
+      return value;
+    case 'timestamp':
+      if (!(value instanceof Date) || Number.isNaN(value.getTime())) throw wrong(describe(value));
+      return value.getTime();
+    case 'bigint':
+      if (typeof value !== 'bigint') throw wrong(describe(value));
+      return value;
+    case 'bool':
+      if (typeof value !== 'boolean') throw wrong(describe(value));
+      return value;
+    case 'string': case 'enum':
+      if (typeof value !== 'string') throw wrong(describe(value));
+      return value;
+    case 'uuid':
+      if (typeof value !== 'string') throw wrong(describe(value));
+      return value.toLowerCase();
+    case 'json':
+      if (value !== null && typeof value === 'object') throw wrong(describe(value));
+      return value;
+    default:
+      throw invalid(path, `${spec.kind} fields support only 'is' / 'is not' null`);
+  }
+}
+
+interface Side { readonly meta: CollectionMeta; readonly rowCount: number; readonly prefix: string }
+
+export function planQuery(state: QueryState, reader: TreeReader, opts: { countOnly: boolean; sync: boolean }): PlannedQuery {
+  const base = readCollection(reader, state.model.name);
+  const sides = new Map<string, Side>();
+  sides.set('', { ...base, prefix: '' });
+  for (const j of state.joins) {
+    if (sides.has(j.as) || Object.prototype.hasOwnProperty.call(base.meta.fields, j.as)) throw invalid(j.as, 'join alias collides with a field or another join');
+    sides.set(j.as, { ...readCollection(reader, j.right.name), prefix: `${j.as}.` });
+  }
+  /** The side a path belongs to and its spec. */
+  const resolve = (path: string): { side: string; spec: FieldSpec; local: string } => {
+    const head = path.split('.')[0];
+    if (sides.has(head) && head !== '') {
+      const local = path.slice(head.length + 1);
+      const spec = local ? specAt(sides.get(head)!.meta.fields, local) : undefined;
+      if (!spec) throw invalid(path, `no such field in joined collection ${sides.get(head)!.meta.name}`);
+      return { side: head, spec, local };
+    }
+    const spec = specAt(base.meta.fields, path);
+    if (!spec) throw invalid(path, `no such field in ${base.meta.name}`);
+    return { side: '', spec, local: path };
+  };
+  const normalize = (e: Expr, prefix = ''): Expr => {
+    switch (e.kind) {
+      case 'cmp': {
+        const path = prefix + e.path;
+        const { spec } = resolve(path);
+        return { kind: 'cmp', path, op: e.op, value: normalizeValue(path, spec, e.op, e.value) };
+      }
+      case 'not': return { kind: 'not', item: normalize(e.item, prefix) };
+      default: return { kind: e.kind, items: e.items.map((x) => normalize(x, prefix)) };
+    }
+  };
+  const conjuncts = state.where.flatMap((e) => splitAnd(normalize(e)));
+  const joinWhere = state.joins.map((j) => j.rightWhere.flatMap((e) => splitAnd(normalize(e, `${j.as}.`))));
+  for (const j of state.joins) {
+    const l = resolve(j.leftPath), r = resolve(`${j.as}.${j.rightPath}`);
+    if (l.side !== '') throw invalid(j.leftPath, 'the left join path must be a field of the queried collection');
+    if (!sameKeyKind(l.spec, r.spec)) throw invalid(j.leftPath, `joins a ${l.spec.kind} with a ${r.spec.kind}`);
+  }
+  const aggregating = state.aggregates !== null;
+  const aggs = aggregating ? Object.entries(state.aggregates!) : [];
+  for (const [name, spec] of aggs) {
+    if (!['count', 'sum', 'avg', 'min', 'max', 'countDistinct'].includes(spec.fn)) throw invalid(name, `unknown aggregate ${spec.fn}`);
+    if (spec.fn !== 'count') {
+      if (!spec.path) throw invalid(name, `${spec.fn}() needs a path`);
+      const { spec: f } = resolve(spec.path);
+      if ((spec.fn === 'sum' || spec.fn === 'avg') && !['int', 'float', 'bigint'].includes(f.kind)) throw invalid(spec.path, `${spec.fn}() needs a numeric field, not ${f.kind}`);
+    }
+  }
+  for (const p of state.groupBy ?? []) resolve(p);
+  const outputNames = aggregating ? new Set([...(state.groupBy ?? []), ...aggs.map(([n]) => n)]) : null;
+  for (const o of state.order) if (!(outputNames?.has(o.path))) {
+    if (aggregating) throw invalid(o.path, 'after aggregate(), order by a group path or an aggregate name');
+    resolve(o.path);
+  }
+  for (const s of state.select ?? []) resolve(s);
+
+  // Which top-level fields each side must decode.
+  const needed = new Map<string, Set<string>>([...sides.keys()].map((k) => [k, new Set<string>()]));
+  const need = (path: string) => { const r = resolve(path); needed.get(r.side)!.add(r.local.split('.')[0]); };
+  const countOnlyRun = opts.countOnly && !aggregating;
+  if (!countOnlyRun) {
+    if (aggregating) {
+      for (const p of state.groupBy ?? []) need(p);
+      for (const [, a] of aggs) if (a.path) need(a.path);
+    } else {
+      for (const [side, s] of sides) {
+        if (side !== '' || !state.select) for (const f of s.meta.columns) if (s.meta.fields[f]) needed.get(side)!.add(f);
+      }
+      for (const p of state.select ?? []) need(p);
+      for (const o of state.order) need(o.path);
+    }
+  }
+  for (const c of conjuncts) for (const p of exprPaths(c)) need(p);
+  for (const w of joinWhere) for (const c of w) for (const p of exprPaths(c)) need(p);
+  for (const j of state.joins) { need(j.leftPath); need(`${j.as}.${j.rightPath}`); }
+
+  const scanColumns = (side: Side, fields: Set<string>, prefix: string): ScanColumn[] =>
+    side.meta.columns.flatMap((f, column) => (fields.has(f) && side.meta.fields[f] ? [{
+      path: prefix + f,
+      column,
+      decoder: NUMERIC.has(side.meta.fields[f].kind) ? { kind: 'f64' as const } : { kind: 'value' as const, decode: columnCodec(f, side.meta.fields[f]).decode },
+    }] : []));
+
+  // Conjuncts on the queried collection alone go into its scan; the rest filter after joins.
+  const pushable = conjuncts.filter((c) => [...exprPaths(c)].every((p) => resolve(p).side === ''));
+  const afterJoin = conjuncts.filter((c) => !pushable.includes(c));
+  const orderable = !aggregating && state.joins.length === 0 ? state.order : [];
+  const access = chooseAccess(reader, base, pushable, orderable);
+  const baseColumns = scanColumns(sides.get('')!, needed.get('')!, '');
+  const baseFilter = andOf(pushable);
+  let root: Operator = access.index
+    ? new IndexScanOp(access.index.tree, base.meta.rowsTree, `${base.meta.name} via index ${access.index.name}`, access.index.fields.length, access.bounds, access.boundsText, baseColumns, baseFilter)
+    : new TableScanOp(base.meta.rowsTree, base.meta.name, baseColumns, baseFilter, access.bounds);
+  let leftEstimate = access.estimate;
+  state.joins.forEach((j, n) => {
+    const side = sides.get(j.as)!;
+    const right = new TableScanOp(side.meta.rowsTree, `${side.meta.name} as ${j.as}`, scanColumns(side, needed.get(j.as)!, ''), andOf(joinWhere[n].map((e) => stripPrefix(e, `${j.as}.`))));
+    const buildSide = j.type === 'inner' && side.rowCount > leftEstimate ? 'left' : 'right';
+    root = new HashJoinOp(root, right, { leftPath: j.leftPath, rightPath: j.rightPath, as: j.as, type: j.type, buildSide });
+    leftEstimate = Math.max(leftEstimate, side.rowCount);
+  });
+  if (afterJoin.length) root = new FilterOp(root, andOf(afterJoin)!);
+  if (aggregating) root = new AggregateOp(root, state.groupBy ?? [], aggs as [string, AggregateSpec][]);
+  const limit = state.limit;
+  if (state.order.length && !access.ordered) {
+    root = new SortOp(root, state.order.map((o): SortKey => ({ path: o.path, desc: o.desc })), Number.isFinite(limit) ? limit + state.offset : Infinity);
+  }
+  if (Number.isFinite(limit) || state.offset > 0) root = new LimitOp(root, limit, state.offset);
+
+  const constantCount = opts.countOnly && !aggregating && conjuncts.length === 0 && state.joins.length === 0 && !Number.isFinite(limit) && state.offset === 0 ? base.rowCount : null;
+  const finalRoot = root;
+  return {
+    root: finalRoot,
+    constantCount,
+    toRows: aggregating ? aggregateRows(state, resolve, aggs) : entityRows(state, sides, resolve),
+    explainSync: () => explainTree(finalRoot),
+  };
+}
+
+function sameKeyKind(a: FieldSpec, b: FieldSpec): boolean {
+  const group = (k: string) => (NUMERIC.has(k) && k !== 'timestamp' ? 'number' : k === 'uuid' || k === 'enum' ? 'string' : k);
+  return group(a.kind) === group(b.kind);
+}
+
+function splitAnd(e: Expr): Expr[] {
+  return e.kind === 'and' ? e.items.flatMap(splitAnd) : [e];
+}
+
+function andOf(items: readonly Expr[]): Expr | null {
+  return items.length === 0 ? null : items.length === 1 ? items[0] : { kind: 'and', items };
+}
+
+function stripPrefix(e: Expr, prefix: string): Expr {
+  if (e.kind === 'cmp') return { ...e, path: e.path.startsWith(prefix) ? e.path.slice(prefix.length) : e.path };
+  if (e.kind === 'not') return { kind: 'not', item: stripPrefix(e.item, prefix) };
+  return { kind: e.kind, items: e.items.map((x) => stripPrefix(x, prefix)) };
+}
+
+// ── access path ──────────────────────────────────────────────────────────────
+
+interface Access {
+  readonly index: IndexMeta | null;
+  readonly bounds: KeyBounds;
+  readonly boundsText: string;
+  /** True when rows come out in the query's order, so no sort is needed. */
+  readonly ordered: boolean;
+  readonly estimate: number;
+}
+
+/** Equality prefix and an optional range on the next field, from top-level conjuncts. */
+function keyRange(fields: readonly string[], conjuncts: readonly Expr[]): { eq: KeyPart[]; range: { lower?: [KeyPart, boolean]; upper?: [KeyPart, boolean] }; text: string[] } {
+  const eq: KeyPart[] = [];
+  const text: string[] = [];
+  const cmps = conjuncts.filter((c): c is Extract<Expr, { kind: 'cmp' }> => c.kind === 'cmp');
+  for (const f of fields) {
+    const e = cmps.find((c) => c.path === f && c.op === '=');
+    if (!e) break;
+    eq.push(e.value as KeyPart);
+    text.push(exprToString(e));
+  }
+  const range: { lower?: [KeyPart, boolean]; upper?: [KeyPart, boolean] } = {};
+  const next = fields[eq.length];
+  if (next !== undefined) {
+    for (const c of cmps) {
+      if (c.path !== next) continue;
+      const v = c.value as KeyPart;
+      if (c.op === '>' || c.op === '>=') { range.lower = [v, c.op === '>=']; text.push(exprToString(c)); }
+      if (c.op === '<' || c.op === '<=') { range.upper = [v, c.op === '<=']; text.push(exprToString(c)); }
+    }
+  }
+  return { eq, range, text };
+}
+
+/** Key bounds for an equality prefix plus a range; every entry extending the prefix is covered. */
+function boundsFor(eq: KeyPart[], range: { lower?: [KeyPart, boolean]; upper?: [KeyPart, boolean] }): KeyBounds {
+  const prefix = encodeKey(eq);
+  const ff = Buffer.from([0xff, 0xff]);
+  const b: KeyBounds = {};
+  if (range.lower) {
+    const k = encodeKey([...eq, range.lower[0]]);
+    if (range.lower[1]) b.gte = k; else b.gt = Buffer.concat([k, ff]);
+  } else if (eq.length) b.gte = prefix;
+  if (range.upper) {
+    const k = encodeKey([...eq, range.upper[0]]);
+    if (range.upper[1]) b.lte = Buffer.concat([k, ff]); else b.lt = k;
+  } else if (eq.length) b.lt = Buffer.concat([prefix, ff]);
+  return b;
+}
+
+function chooseAccess(reader: TreeReader, base: { meta: CollectionMeta; rowCount: number }, conjuncts: readonly Expr[], order: QueryState['order']): Access {
+  const meta = base.meta;
+  const cap = Math.max(16, Math.ceil(base.rowCount * INDEX_SELECTIVITY));
+  const sameDir = order.length > 0 && order.every((o) => o.desc === order[0].desc);
+  const reverse = sameDir && order[0].desc;
+  const orderMatches = (fields: readonly string[], eqCount: number) =>
+    sameDir && order.every((o, i) => fields[eqCount + i] === o.path) && order.length <= fields.length - eqCount;
+
+  // Primary key: a clustered range costs nothing extra, so any bound on its leading fields is taken.
+  const pk = keyRange(meta.primaryKey, conjuncts);
+  const pkBounded = pk.eq.length > 0 || pk.range.lower !== undefined || pk.range.upper !== undefined;
+  const pkOrdered = order.length === 0 || orderMatches(meta.primaryKey, pk.eq.length);
+  const fullScan: Access = {
+    index: null,
+    bounds: { ...(pkBounded ? boundsFor(pk.eq, pk.range) : {}), reverse: order.length > 0 && pkOrdered ? reverse : false },
+    boundsText: pk.text.join(' AND '),
+    ordered: order.length > 0 && pkOrdered,
+    estimate: pkBounded ? countRangeSync(reader.nodeSource, reader.treeRootSync(meta.rowsTree), boundsFor(pk.eq, pk.range), base.rowCount + 1) : base.rowCount,
+  };
+  let best: Access = fullScan;
+  for (const ix of meta.indexes) {
+    const r = keyRange(ix.fields, conjuncts);
+    const bounded = r.eq.length > 0 || r.range.lower !== undefined || r.range.upper !== undefined;
+    const ordered = order.length > 0 && orderMatches(ix.fields, r.eq.length);
+    if (!bounded && !ordered) continue;
+    const bounds = bounded ? boundsFor(r.eq, r.range) : {};
+    const estimate = countRangeSync(reader.nodeSource, reader.treeRootSync(ix.tree), bounds, cap);
+    const candidate: Access = { index: ix, bounds: { ...bounds, reverse: ordered ? reverse : false }, boundsText: r.text.join(' AND ') || 'whole index', ordered, estimate };
+    const selective = estimate < cap && estimate < best.estimate;
+    // An index that delivers the order is worth it when it is also selective, or when no sort is needed otherwise.
+    if (selective && (ordered || !best.ordered)) best = candidate;
+    else if (ordered && !best.ordered && (selective || !bounded)) best = candidate.estimate <= best.estimate || !bounded ? candidate : best;
+  }
+  return best;
+}
+
+// ── rows at the edge ─────────────────────────────────────────────────────────
+
+type Resolver = (path: string) => { side: string; spec: FieldSpec; local: string };
+
+function outValue(spec: FieldSpec, v: unknown): unknown {
+  return spec.kind === 'timestamp' && typeof v === 'number' ? new Date(v) : v;
+}
+
+function entityRows(state: QueryState, sides: Map<string, Side>, resolve: Resolver): (b: Batch) => Record<string, unknown>[] {
+  const baseMeta = sides.get('')!.meta;
+  const fields = state.select ?? baseMeta.columns.filter((f) => baseMeta.fields[f]);
+  const plan = fields.map((path) => ({ path, spec: resolve(path).spec }));
+  const joins = state.joins.map((j) => {
+    const meta = sides.get(j.as)!.meta;
+    return { as: j.as, fields: meta.columns.filter((f) => meta.fields[f]).map((f) => ({ key: f, path: `${j.as}.${f}`, spec: meta.fields[f] })) };
+  });
+  return (b) => {
+    const vectors = plan.map((p) => pathVector(b, p.path));
+    const joinVectors = joins.map((j) => ({ marker: b.vectors.get(j.as), fields: j.fields.map((f) => ({ ...f, v: b.vectors.get(f.path) })) }));
+    const rows: Record<string, unknown>[] = new Array(b.length);
+    for (let i = 0; i < b.length; i++) {
+      const row: Record<string, unknown> = {};
+      for (let k = 0; k < plan.length; k++) {
+        const v = valueAt(vectors[k], i);
+        if (v !== undefined) row[plan[k].path] = outValue(plan[k].spec, v);
+      }
+      joinVectors.forEach((j, n) => {
+        if (!j.marker || valueAt(j.marker, i) === undefined) { row[joins[n].as] = null; return; }
+        const sub: Record<string, unknown> = {};
+        for (const f of j.fields) {
+          const v = f.v ? valueAt(f.v, i) : undefined;
+          if (v !== undefined) sub[f.key] = outValue(f.spec, v);
+        }
+        row[joins[n].as] = sub;
+      });
+      rows[i] = row;
+    }
+    return rows;
+  };
+}
+
+function aggregateRows(state: QueryState, resolve: Resolver, aggs: [string, AggregateSpec][]): (b: Batch) => Record<string, unknown>[] {
+  const groups = (state.groupBy ?? []).map((path) => ({ path, spec: resolve(path).spec }));
+  const outs = aggs.map(([name, a]) => ({ name, spec: a.fn === 'min' || a.fn === 'max' ? resolve(a.path!).spec : null }));
+  return (b) => {
+    const rows: Record<string, unknown>[] = new Array(b.length);
+    for (let i = 0; i < b.length; i++) {
+      const row: Record<string, unknown> = {};
+      for (const g of groups) row[g.path] = outValue(g.spec, valueAt(b.vectors.get(g.path)!, i)) ?? null;
+      for (const o of outs) {
+        const v = valueAt(b.vectors.get(o.name)!, i);
+        row[o.name] = v === undefined ? null : o.spec ? outValue(o.spec, v) : v;
+      }
+      rows[i] = row;
+    }
+    return rows;
+  };
+}

@@ -1,0 +1,339 @@
+// The query builder: immutable, every call returns a new query, nothing runs until the
+// query is iterated. Iteration compiles the query (planner.ts) into a pipeline of batch
+// operators and turns batches into row objects only here, at the edge.
+import { AsyncIterableX } from 'ix/asynciterable';
+import { Readable } from 'node:stream';
+import { ModelVaultError } from '../storage/errors.js';
+import { MemoryPool } from '../storage/memory-pool.js';
+import type { Batch } from '../operators/batch.js';
+import type { CmpOp, Expr } from '../operators/expr.js';
+import { explainTree, run, type ExecContext, type Operator, type OperatorStats } from '../operators/operator.js';
+import type { AggregateSpec } from '../operators/aggregate-op.js';
+import type { Model } from './model.js';
+import { planQuery, type PlannedQuery } from './planner.js';
+import type { Scope } from './scope.js';
+
+export type { CmpOp } from '../operators/expr.js';
+
+/** A condition built by `where(eb => ...)`. */
+export interface Condition { readonly expr: Expr }
+
+export interface ConditionBuilder {
+  (path: string, op: CmpOp, value: unknown): Condition;
+  and(items: readonly Condition[]): Condition;
+  or(items: readonly Condition[]): Condition;
+  not(item: Condition): Condition;
+}
+
+const OPS: ReadonlySet<string> = new Set(['=', '!=', '<', '<=', '>', '>=', 'in', 'not in', 'startsWith', 'is', 'is not']);
+
+function checkOp(op: unknown): CmpOp {
+  if (typeof op !== 'string' || !OPS.has(op)) throw new ModelVaultError('VALIDATION', `unknown operator ${String(op)}; use one of ${[...OPS].join(', ')}`, { path: 'op' });
+  return op as CmpOp;
+}
+
+function checkPath(path: unknown): string {
+  if (typeof path !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/.test(path)) {
+    throw new ModelVaultError('VALIDATION', `invalid field path ${JSON.stringify(path)}`, { path: String(path) });
+  }
+  return path;
+}
+
+export const conditionBuilder: ConditionBuilder = Object.assign(
+  (path: string, op: CmpOp, value: unknown): Condition => ({ expr: { kind: 'cmp', path: checkPath(path), op: checkOp(op), value } }),
+  {
+    and: (items: readonly Condition[]): Condition => ({ expr: { kind: 'and', items: conditions(items).map((c) => c.expr) } }),
+    or: (items: readonly Condition[]): Condition => ({ expr: { kind: 'or', items: conditions(items).map((c) => c.expr) } }),
+    not: (item: Condition): Condition => ({ expr: { kind: 'not', item: conditions([item])[0].expr } }),
+  },
+);
+
+function conditions(items: readonly Condition[]): readonly Condition[] {
+  if (!Array.isArray(items) || items.some((c) => !c || typeof c !== 'object' || !('expr' in c))) {
+    throw new ModelVaultError('VALIDATION', 'and()/or()/not() take conditions made with eb(path, op, value)', { path: 'where' });
+  }
+  return items;
+}
+
+export interface JoinSpec {
+  readonly right: Model;
+  readonly rightWhere: readonly Expr[];
+  readonly leftPath: string;
+  readonly rightPath: string;
+  readonly as: string;
+  readonly type: 'inner' | 'left';
+}
+
+export interface QueryOptions {
+  readonly signal?: AbortSignal;
+  readonly memoryLimit?: number;
+}
+
+export interface QueryState {
+  readonly model: Model;
+  readonly where: readonly Expr[];
+  readonly order: readonly { path: string; desc: boolean }[];
+  readonly offset: number;
+  readonly limit: number;
+  readonly select: readonly string[] | null;
+  readonly joins: readonly JoinSpec[];
+  readonly groupBy: readonly string[] | null;
+  readonly aggregates: Readonly<Record<string, AggregateSpec>> | null;
+  readonly options: QueryOptions;
+}
+
+/** What a query needs from the database that runs it. */
+export interface QueryHost {
+  readonly scope: Scope;
+  readonly memoryLimit: number;
+  readonly spill: ExecContext['spill'];
+  readonly batchSize: number;
+}
+
+export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
+  /** @internal */
+  constructor(readonly host: QueryHost, readonly state: QueryState) {
+    super();
+  }
+
+  private with<R = Row>(patch: Partial<QueryState>): Query<R> {
+    return new Query<R>(this.host, { ...this.state, ...patch });
+  }
+
+  /**
+   * Adds a condition; successive calls AND. Either `(path, op, value)` or a callback building
+   * nested conditions.
+   * @example orders.query().where('category', '=', 'books').where((eb) => eb.or([eb('qty', '>', 5), eb('note', 'is not', null)]))
+   */
+  where(path: string, op: CmpOp, value: unknown): Query<Row>;
+  where(build: (eb: ConditionBuilder) => Condition): Query<Row>;
+  where(a: string | ((eb: ConditionBuilder) => Condition), op?: CmpOp, value?: unknown): Query<Row> {
+    let cond: Condition;
+    if (typeof a === 'function') {
+      cond = a(conditionBuilder);
+      conditions([cond]);
+    } else {
+      cond = conditionBuilder(a, op as CmpOp, value);
+    }
+    if (this.state.aggregates) throw new ModelVaultError('VALIDATION', 'where() must come before groupBy()/aggregate()', { path: 'where' });
+    return this.with({ where: [...this.state.where, cond.expr] });
+  }
+
+  /**
+   * Adds a sort key; more calls add more keys.
+   * @example orders.query().orderBy('amount', 'desc').orderBy('id')
+   */
+  orderBy(path: string, direction: 'asc' | 'desc' = 'asc'): Query<Row> {
+    if (direction !== 'asc' && direction !== 'desc') throw new ModelVaultError('VALIDATION', `direction must be 'asc' or 'desc'`, { path: 'orderBy' });
+    return this.with({ order: [...this.state.order, { path: checkPath(path), desc: direction === 'desc' }] });
+  }
+
+  /** Skips the first `n` rows. @example q.offset(20) */
+  offset(n: number): Query<Row> {
+    return this.with({ offset: count('offset', n) });
+  }
+
+  /** At most `n` rows. @example q.limit(10) */
+  limit(n: number): Query<Row> {
+    return this.with({ limit: count('limit', n) });
+  }
+
+  /**
+   * Only these fields in the result; the row type narrows.
+   * @example orders.query().select('id', 'amount')
+   */
+  select<K extends keyof Row & string>(...fields: K[]): Query<Pick<Row, K>> {
+    if (fields.length === 0) throw new ModelVaultError('VALIDATION', 'select() needs at least one field', { path: 'select' });
+    return this.with<Pick<Row, K>>({ select: fields.map(checkPath) });
+  }
+
+  /**
+   * Each row gets the matching row of `right` under `as` (`type: 'left'` gives null when none).
+   * @example orders.query().join(Customers, 'userId', 'id', { as: 'customer', type: 'inner' })
+   */
+  join<M extends Model, As extends string, T extends 'inner' | 'left' = 'inner'>(
+    right: M | Query<any>,
+    leftPath: string,
+    rightPath: string,
+    opts: { as: As; type?: T },
+  ): Query<Row & { [P in As]: T extends 'left' ? M['__row'] | null : M['__row'] }> {
+    const asName = opts?.as;
+    if (typeof asName !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(asName)) throw new ModelVaultError('VALIDATION', 'join needs { as: name }', { path: 'as' });
+    const type = opts.type ?? 'inner';
+    if (type !== 'inner' && type !== 'left') throw new ModelVaultError('VALIDATION', `join type must be 'inner' or 'left'`, { path: 'type' });
+    let model: Model, rightWhere: readonly Expr[] = [];
+    if (right instanceof Query) {
+      const s = right.state;
+      if (s.order.length || s.limit !== Infinity || s.offset || s.joins.length || s.groupBy || s.select) {
+        throw new ModelVaultError('VALIDATION', 'a joined query may only filter (where); order, limit, select and joins are not supported on the joined side', { path: 'join' });
+      }
+      model = s.model;
+      rightWhere = s.where;
+    } else if (right && typeof right === 'object' && 'fields' in right && 'primaryKey' in right) {
+      model = right as Model;
+    } else {
+      throw new ModelVaultError('VALIDATION', 'join() needs a model or a query', { path: 'join' });
+    }
+    return this.with({ joins: [...this.state.joins, { right: model, rightWhere, leftPath: checkPath(leftPath), rightPath: checkPath(rightPath), as: asName, type }] }) as never;
+  }
+
+  /**
+   * Groups rows by one or more paths; follow with aggregate().
+   * @example orders.query().groupBy('category').aggregate({ n: count(), total: sum('amount') })
+   */
+  groupBy(...paths: string[]): GroupedQuery<Row> {
+    if (paths.length === 0) throw new ModelVaultError('VALIDATION', 'groupBy() needs at least one path', { path: 'groupBy' });
+    return new GroupedQuery(this.with({ groupBy: paths.map(checkPath) }));
+  }
+
+  /**
+   * Aggregates over all rows (one result row) or, after groupBy, per group.
+   * @example await orders.query().aggregate({ n: count(), avgQty: avg('qty') }).first()
+   */
+  aggregate<A extends Record<string, AggregateSpec>>(aggs: A): Query<{ [K in keyof A]: number }> {
+    return aggregateOn(this, aggs) as never;
+  }
+
+  /**
+   * Cancellation and a per-query memory limit.
+   * @example q.options({ signal: AbortSignal.timeout(5000), memoryLimit: 8 * 2 ** 20 })
+   */
+  options(opts: QueryOptions): Query<Row> {
+    if (opts.memoryLimit !== undefined && (typeof opts.memoryLimit !== 'number' || !(opts.memoryLimit > 0) || !Number.isFinite(opts.memoryLimit))) {
+      throw new ModelVaultError('VALIDATION', 'memoryLimit must be a positive number of bytes', { path: 'memoryLimit' });
+    }
+    if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) throw new ModelVaultError('VALIDATION', 'signal must be an AbortSignal', { path: 'signal' });
+    return this.with({ options: { ...this.state.options, ...opts } });
+  }
+
+  // ── execution ──────────────────────────────────────────────────────────────
+
+  /** Rows one at a time, pulled on demand. */
+  override [Symbol.asyncIterator](): AsyncIterator<Row> {
+    return this.rows();
+  }
+
+  private async *rows(): AsyncGenerator<Row> {
+    for await (const batch of this.batches()) yield* batch;
+  }
+
+  /**
+   * Arrays of rows, one per internal batch (about a thousand rows): far less per-row overhead.
+   * @example for await (const rows of q.batches()) total += rows.length;
+   */
+  async *batches(): AsyncGenerator<Row[]> {
+    for await (const { batch, planned } of this.execute()) yield planned.toRows(batch) as Row[];
+  }
+
+  /** All rows in an array. @example const rows = await q.toArray(); */
+  async toArray(): Promise<Row[]> {
+    const out: Row[] = [];
+    for await (const rows of this.batches()) for (const r of rows) out.push(r);
+    return out;
+  }
+
+  /** The first row, or undefined. @example const top = await q.orderBy('amount', 'desc').first(); */
+  async first(): Promise<Row | undefined> {
+    for await (const rows of this.limit(Math.min(this.state.limit, 1)).batches()) if (rows.length) return rows[0];
+    return undefined;
+  }
+
+  /** Number of result rows; reads no rows when the collection count answers it. @example await q.count() */
+  async count(): Promise<number> {
+    let n = 0;
+    for await (const { batch } of this.execute({ countOnly: true })) n += batch.length;
+    return n;
+  }
+
+  /**
+   * A Node Readable in object mode; backpressure pauses the query.
+   * @example q.stream().pipe(transform).pipe(out)
+   */
+  stream(): Readable {
+    return Readable.from(this, { objectMode: true, highWaterMark: 1024 });
+  }
+
+  /**
+   * The plan as text; with `{ analyze: true }` the query runs and every operator reports rows,
+   * time, peak reserved memory and bytes spilled.
+   * @example console.log(q.explain()); console.log(await q.explain({ analyze: true }));
+   */
+  explain(): string;
+  explain(opts: { analyze: true }): Promise<string>;
+  explain(opts?: { analyze?: boolean }): string | Promise<string> {
+    if (!opts?.analyze) {
+      const { reader, release } = this.host.scope.openReader();
+      try {
+        return planQuery(this.state, reader, { countOnly: false, sync: true }).explainSync();
+      } finally {
+        release();
+      }
+    }
+    return this.analyze();
+  }
+
+  private async analyze(): Promise<string> {
+    const stats = new Map<Operator, OperatorStats>();
+    let planned: PlannedQuery | null = null;
+    let rows = 0;
+    const t0 = performance.now();
+    for await (const x of this.execute({ stats })) {
+      planned = x.planned;
+      rows += x.batch.length;
+    }
+    const ms = performance.now() - t0;
+    const text = planned ? explainTree(planned.root, stats) : '(no plan)';
+    return `${text}\n${rows} rows in ${ms.toFixed(1)} ms, peak memory ${this.lastPeak} bytes of ${this.state.options.memoryLimit ?? this.host.memoryLimit}`;
+  }
+
+  private lastPeak = 0;
+
+  private async *execute(opts: { countOnly?: boolean; stats?: Map<Operator, OperatorStats> } = {}): AsyncGenerator<{ batch: Batch; planned: PlannedQuery }> {
+    const { reader, release } = this.host.scope.openReader();
+    const memory = new MemoryPool(this.state.options.memoryLimit ?? this.host.memoryLimit);
+    try {
+      const planned = planQuery(this.state, reader, { countOnly: opts.countOnly ?? false, sync: false });
+      const ctx: ExecContext = { signal: this.state.options.signal, memory, spill: this.host.spill, reader, batchSize: this.host.batchSize, stats: opts.stats };
+      if (planned.constantCount !== null) {
+        yield { batch: { length: planned.constantCount, vectors: new Map() }, planned };
+        return;
+      }
+      for await (const batch of run(planned.root, ctx)) {
+        if (batch.length > 0) yield { batch, planned };
+      }
+    } finally {
+      this.lastPeak = memory.peakBytes;
+      release();
+    }
+  }
+}
+
+/** A query after groupBy(): only aggregate() may follow. */
+export class GroupedQuery<Row> {
+  /** @internal */
+  constructor(readonly query: Query<Row>) {}
+  aggregate<A extends Record<string, AggregateSpec>>(aggs: A): Query<Record<string, unknown> & { [K in keyof A]: number }> {
+    return aggregateOn(this.query, aggs) as never;
+  }
+}
+
+function aggregateOn(q: Query<any>, aggs: Record<string, AggregateSpec>): Query<any> {
+  if (!aggs || typeof aggs !== 'object' || Object.keys(aggs).length === 0) throw new ModelVaultError('VALIDATION', 'aggregate() needs at least one aggregate', { path: 'aggregate' });
+  for (const [name, spec] of Object.entries(aggs)) {
+    checkPath(name);
+    if (!spec || typeof spec !== 'object' || typeof (spec as AggregateSpec).fn !== 'string') throw new ModelVaultError('VALIDATION', `aggregate ${name} must be count(), sum(path), avg(path), min(path), max(path) or countDistinct(path)`, { path: name });
+  }
+  if (q.state.order.length || q.state.limit !== Infinity || q.state.offset) throw new ModelVaultError('VALIDATION', 'orderBy/limit/offset must come after aggregate()', { path: 'aggregate' });
+  return new Query(q.host, { ...q.state, groupBy: q.state.groupBy ?? [], aggregates: aggs });
+}
+
+function count(name: string, n: number): number {
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > Number.MAX_SAFE_INTEGER) {
+    throw new ModelVaultError('VALIDATION', `${name} must be a non-negative integer`, { path: name });
+  }
+  return n;
+}
+
+export const emptyState = (model: Model): QueryState => ({
+  model, where: [], order: [], offset: 0, limit: Infinity, select: null, joins: [], groupBy: null, aggregates: null, options: {},
+});

@@ -1,0 +1,242 @@
+// SQL front end: SELECT ... FROM ... [JOIN ... ON a = b] [WHERE ...] [GROUP BY ...]
+// [ORDER BY ...] [LIMIT n] [OFFSET n], values only as `?` parameters. It builds the same query
+// object as the builder, so both compile onto the same plan and operators.
+import { ModelVaultError } from '../storage/errors.js';
+import type { AggregateSpec } from '../operators/aggregate-op.js';
+import type { CmpOp, Expr } from '../operators/expr.js';
+import type { Model } from './model.js';
+import { Query, emptyState, type QueryHost, type QueryState } from './query.js';
+
+interface Token { kind: 'id' | 'num' | 'param' | 'sym' | 'end'; text: string; pos: number }
+
+const MAX_SQL_LENGTH = 100_000;
+const MAX_DEPTH = 64;
+
+function syntax(pos: number, message: string): ModelVaultError {
+  return new ModelVaultError('VALIDATION', `SQL syntax error at position ${pos}: ${message}`, { path: 'sql', position: pos });
+}
+
+function tokenize(text: string): Token[] {
+  const out: Token[] = [];
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (/\s/.test(c)) { i++; continue; }
+    const start = i;
+    if (/[A-Za-z_]/.test(c)) {
+      while (i < text.length && /[A-Za-z0-9_.]/.test(text[i])) i++;
+      out.push({ kind: 'id', text: text.slice(start, i), pos: start });
+    } else if (/[0-9]/.test(c)) {
+      while (i < text.length && /[0-9]/.test(text[i])) i++;
+      out.push({ kind: 'num', text: text.slice(start, i), pos: start });
+    } else if (c === '?') {
+      out.push({ kind: 'param', text: '?', pos: i++ });
+    } else if (c === "'" || c === '"') {
+      throw syntax(start, 'literal values are not accepted; pass them as ? parameters');
+    } else {
+      const two = text.slice(i, i + 2);
+      if (['<=', '>=', '!=', '<>'].includes(two)) { out.push({ kind: 'sym', text: two === '<>' ? '!=' : two, pos: i }); i += 2; }
+      else if ('(),*=<>'.includes(c)) out.push({ kind: 'sym', text: c, pos: i++ });
+      else throw syntax(start, `unexpected character ${JSON.stringify(c)}`);
+    }
+  }
+  out.push({ kind: 'end', text: '', pos: text.length });
+  return out;
+}
+
+const AGGS: Record<string, AggregateSpec['fn']> = { COUNT: 'count', SUM: 'sum', AVG: 'avg', MIN: 'min', MAX: 'max' };
+
+interface SelectItem { path?: string; agg?: AggregateSpec; alias?: string; pos: number }
+
+export function compileSql(text: string, params: readonly unknown[], modelFor: (name: string) => Model, host: QueryHost): Query<Record<string, unknown>> {
+  if (typeof text !== 'string') throw new ModelVaultError('VALIDATION', 'sql() needs a string', { path: 'sql' });
+  if (text.length > MAX_SQL_LENGTH) throw new ModelVaultError('VALIDATION', `SQL text longer than ${MAX_SQL_LENGTH} characters`, { path: 'sql' });
+  if (!Array.isArray(params)) throw new ModelVaultError('VALIDATION', 'sql() parameters must be an array', { path: 'params' });
+  const toks = tokenize(text);
+  let p = 0;
+  let paramIndex = 0;
+  const peek = () => toks[p];
+  const isKw = (kw: string, t = peek()) => t.kind === 'id' && t.text.toUpperCase() === kw;
+  const eatKw = (kw: string) => { if (isKw(kw)) { p++; return true; } return false; };
+  const expectKw = (kw: string) => { if (!eatKw(kw)) throw syntax(peek().pos, `expected ${kw}${peek().text ? `, found ${peek().text}` : ''}`); };
+  const eatSym = (s: string) => { if (peek().kind === 'sym' && peek().text === s) { p++; return true; } return false; };
+  const expectSym = (s: string) => { if (!eatSym(s)) throw syntax(peek().pos, `expected ${s}${peek().text ? `, found ${peek().text}` : ''}`); };
+  const ident = (what: string) => {
+    const t = peek();
+    if (t.kind !== 'id' || RESERVED.has(t.text.toUpperCase())) throw syntax(t.pos, `expected ${what}${t.text ? `, found ${t.text}` : ''}`);
+    p++;
+    return t.text;
+  };
+  const param = () => {
+    const t = peek();
+    if (t.kind !== 'param') throw syntax(t.pos, `expected a ? parameter${t.text ? `, found ${t.text}` : ''}`);
+    p++;
+    if (paramIndex >= params.length) throw new ModelVaultError('VALIDATION', `SQL has more ? parameters than the ${params.length} given`, { path: 'params', position: t.pos });
+    return params[paramIndex++];
+  };
+  const integer = (what: string) => {
+    const t = peek();
+    if (t.kind === 'num') { p++; return Number(t.text); }
+    if (t.kind === 'param') return param() as number;
+    throw syntax(t.pos, `expected a number or ? for ${what}`);
+  };
+
+  expectKw('SELECT');
+  const items: SelectItem[] = [];
+  let star = false;
+  if (eatSym('*')) star = true;
+  else {
+    do {
+      const t = peek();
+      const fn = t.kind === 'id' ? AGGS[t.text.toUpperCase()] : undefined;
+      if (fn && toks[p + 1].kind === 'sym' && toks[p + 1].text === '(') {
+        p += 2;
+        let agg: AggregateSpec;
+        if (fn === 'count' && eatSym('*')) agg = { fn: 'count' };
+        else if (fn === 'count' && eatKw('DISTINCT')) agg = { fn: 'countDistinct', path: ident('a column') };
+        else agg = { fn, path: ident('a column') };
+        expectSym(')');
+        items.push({ agg, alias: eatKw('AS') ? ident('an alias') : undefined, pos: t.pos });
+      } else {
+        items.push({ path: ident('a column'), alias: eatKw('AS') ? ident('an alias') : undefined, pos: t.pos });
+      }
+    } while (eatSym(','));
+  }
+  expectKw('FROM');
+  const tableTok = peek();
+  const table = ident('a collection name');
+  let model: Model;
+  try { model = modelFor(table); } catch (err) { throw withPos(err, tableTok.pos); }
+  const baseAlias = aliasAfter();
+  const joins: { model: Model; as: string; left: string; right: string; type: 'inner' | 'left'; pos: number }[] = [];
+  for (;;) {
+    const pos = peek().pos;
+    let type: 'inner' | 'left' | null = null;
+    if (eatKw('LEFT')) { eatKw('OUTER'); type = 'left'; expectKw('JOIN'); }
+    else if (eatKw('INNER')) { type = 'inner'; expectKw('JOIN'); }
+    else if (eatKw('JOIN')) type = 'inner';
+    if (!type) break;
+    const nameTok = peek();
+    const name = ident('a collection name');
+    let right: Model;
+    try { right = modelFor(name); } catch (err) { throw withPos(err, nameTok.pos); }
+    const as = aliasAfter() ?? name;
+    expectKw('ON');
+    const a = ident('a column');
+    expectSym('=');
+    const b = ident('a column');
+    const [left, r] = a.startsWith(`${as}.`) ? [b, a] : [a, b];
+    if (!r.startsWith(`${as}.`)) throw syntax(pos, `JOIN ... ON needs one side on ${as}`);
+    joins.push({ model: right, as, left: stripBase(left), right: r.slice(as.length + 1), type, pos });
+  }
+  let where: Expr | null = null;
+  if (eatKw('WHERE')) where = orExpr(0);
+  let groupBy: string[] | null = null;
+  if (eatKw('GROUP')) {
+    expectKw('BY');
+    groupBy = [];
+    do groupBy.push(stripBase(ident('a column'))); while (eatSym(','));
+  }
+  const order: { path: string; desc: boolean }[] = [];
+  if (eatKw('ORDER')) {
+    expectKw('BY');
+    do {
+      const path = stripBase(ident('a column'));
+      const desc = eatKw('DESC') ? true : (eatKw('ASC'), false);
+      order.push({ path, desc });
+    } while (eatSym(','));
+  }
+  let limit = Infinity, offset = 0;
+  if (eatKw('LIMIT')) limit = integer('LIMIT');
+  if (eatKw('OFFSET')) offset = integer('OFFSET');
+  if (peek().kind !== 'end') throw syntax(peek().pos, `unexpected ${peek().text}`);
+  if (paramIndex !== params.length) throw new ModelVaultError('VALIDATION', `SQL uses ${paramIndex} ? parameters but ${params.length} were given`, { path: 'params' });
+
+  let q = new Query<Record<string, unknown>>(host, emptyState(model));
+  for (const j of joins) q = q.join(j.model, j.left, j.right, { as: j.as, type: j.type }) as never;
+  if (where) q = new Query(host, { ...q.state, where: [where] } satisfies QueryState);
+  const aggItems = items.filter((i) => i.agg);
+  if (aggItems.length > 0 || groupBy) {
+    if (star) throw syntax(toks[1].pos, 'SELECT * cannot be combined with GROUP BY or aggregates');
+    for (const i of items) {
+      if (i.path && !(groupBy ?? []).includes(stripBase(i.path))) throw syntax(i.pos, `${i.path} must appear in GROUP BY or inside an aggregate`);
+    }
+    const aggs: Record<string, AggregateSpec> = {};
+    for (const i of aggItems) {
+      const spec = { ...i.agg!, path: i.agg!.path ? stripBase(i.agg!.path) : undefined };
+      aggs[i.alias ?? (spec.path ? `${spec.fn}_${spec.path.replace(/\./g, '_')}` : spec.fn)] = spec;
+    }
+    q = (groupBy ? q.groupBy(...groupBy).aggregate(aggs) : q.aggregate(aggs)) as never;
+  } else if (!star) {
+    q = q.select(...items.map((i) => stripBase(i.path!))) as never;
+  }
+  for (const o of order) q = q.orderBy(o.path, o.desc ? 'desc' : 'asc');
+  if (offset) q = q.offset(offset);
+  if (Number.isFinite(limit)) q = q.limit(limit);
+  return q;
+
+  function aliasAfter(): string | undefined {
+    if (eatKw('AS')) return ident('an alias');
+    const t = peek();
+    if (t.kind === 'id' && !RESERVED.has(t.text.toUpperCase())) { p++; return t.text; }
+    return undefined;
+  }
+  function stripBase(path: string): string {
+    for (const prefix of [baseAlias, table]) if (prefix && path.startsWith(`${prefix}.`)) return path.slice(prefix.length + 1);
+    return path;
+  }
+  function orExpr(depth: number): Expr {
+    if (depth > MAX_DEPTH) throw syntax(peek().pos, 'expression nested too deeply');
+    const items = [andExpr(depth)];
+    while (eatKw('OR')) items.push(andExpr(depth));
+    return items.length === 1 ? items[0] : { kind: 'or', items };
+  }
+  function andExpr(depth: number): Expr {
+    const items = [notExpr(depth)];
+    while (eatKw('AND')) items.push(notExpr(depth));
+    return items.length === 1 ? items[0] : { kind: 'and', items };
+  }
+  function notExpr(depth: number): Expr {
+    if (eatKw('NOT')) return { kind: 'not', item: notExpr(depth + 1) };
+    if (eatSym('(')) {
+      const e = orExpr(depth + 1);
+      expectSym(')');
+      return e;
+    }
+    const path = stripBase(ident('a column'));
+    const t = peek();
+    if (eatKw('IS')) {
+      const not = eatKw('NOT');
+      expectKw('NULL');
+      return { kind: 'cmp', path, op: not ? 'is not' : 'is', value: null };
+    }
+    const notIn = isKw('NOT') && isKw('IN', toks[p + 1]);
+    if (notIn) p++;
+    if (eatKw('IN')) {
+      expectSym('(');
+      const values: unknown[] = [];
+      do values.push(param()); while (eatSym(','));
+      expectSym(')');
+      return { kind: 'cmp', path, op: notIn ? 'not in' : 'in', value: values };
+    }
+    if (eatKw('BETWEEN')) {
+      const lo = param();
+      expectKw('AND');
+      const hi = param();
+      return { kind: 'and', items: [{ kind: 'cmp', path, op: '>=', value: lo }, { kind: 'cmp', path, op: '<=', value: hi }] };
+    }
+    if (eatKw('STARTSWITH')) return { kind: 'cmp', path, op: 'startsWith', value: param() };
+    if (t.kind === 'sym' && ['=', '!=', '<', '<=', '>', '>='].includes(t.text)) {
+      p++;
+      return { kind: 'cmp', path, op: t.text as CmpOp, value: param() };
+    }
+    throw syntax(t.pos, `expected a comparison after ${path}${t.text ? `, found ${t.text}` : ''}`);
+  }
+}
+
+function withPos(err: unknown, pos: number): unknown {
+  if (err instanceof ModelVaultError) return new ModelVaultError(err.code, `${err.message} (at position ${pos})`, { ...err.details, position: pos });
+  return err;
+}
+
+const RESERVED = new Set(['SELECT', 'FROM', 'WHERE', 'AND', 'OR', 'NOT', 'JOIN', 'INNER', 'LEFT', 'OUTER', 'ON', 'GROUP', 'BY', 'ORDER', 'ASC', 'DESC', 'LIMIT', 'OFFSET', 'AS', 'IS', 'NULL', 'IN', 'BETWEEN', 'DISTINCT', 'STARTSWITH']);
