@@ -190,7 +190,15 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
 
   // Conjuncts on the queried collection alone go into its scan; the rest filter after joins.
   const pushable = conjuncts.filter((c) => [...exprPaths(c)].every((p) => resolve(p).side === ''));
-  const afterJoin = conjuncts.filter((c) => !pushable.includes(c));
+  // Conditions on one inner-joined side alone filter that side's scan (for a left join they must
+  // stay after the join: they decide whether the row appears with null, not which rows match).
+  const joinSideOf = (c: Expr) => {
+    const sidesUsed = new Set([...exprPaths(c)].map((p) => resolve(p).side));
+    const [only] = sidesUsed;
+    return sidesUsed.size === 1 && only !== '' && state.joins.find((j) => j.as === only)?.type === 'inner' ? only : null;
+  };
+  state.joins.forEach((j, n) => { for (const c of conjuncts) if (!pushable.includes(c) && joinSideOf(c) === j.as) joinWhere[n].push(c); });
+  const afterJoin = conjuncts.filter((c) => !pushable.includes(c) && joinSideOf(c) === null);
   const orderable = !aggregating && state.joins.length === 0 ? state.order : [];
   const access = chooseAccess(reader, base, pushable, orderable);
   const baseColumns = scanColumns(sides.get('')!, needed.get('')!, '');
