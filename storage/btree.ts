@@ -207,7 +207,10 @@ export async function* leafSlices(src: NodeSource, root: number, bounds: KeyBoun
   const seek = reverse ? upper : lower;
   const stack: { node: BranchLike; idx: number }[] = [];
   const pageSize = src.pager.pageSize;
-  const readAheadPages = Math.max(1, Math.floor((1 << 20) / pageSize));
+  // Read-ahead grows like an OS readahead window: a scan that stops early (limit 5) reads a
+  // page or two; a long scan reaches 1 MiB reads after a few leaves.
+  const maxReadAhead = Math.max(1, Math.floor((1 << 20) / pageSize));
+  let readAheadPages = 1;
 
   const descend = async (pageNo: number, parent: BranchLike | null, edge: boolean): Promise<LeafLike> => {
     for (;;) {
@@ -225,6 +228,7 @@ export async function* leafSlices(src: NodeSource, root: number, bounds: KeyBoun
   const prefetchFrom = async (node: BranchLike, idx: number) => {
     if (src.pager.pool.has(node.child(idx))) return;
     const pages: number[] = [];
+    readAheadPages = Math.min(maxReadAhead, readAheadPages * 2);
     for (let k = 0; k < readAheadPages; k++) {
       const i = reverse ? idx - k : idx + k;
       if (i < 0 || i >= node.count) break;
