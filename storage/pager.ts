@@ -152,6 +152,12 @@ export class Pager {
         await store.sync();
       }
     }
+    // A damaged (non-blank, failing) superblock slot: a torn superblock write or bit rot. The
+    // other slot's state is used; say so rather than fall back silently.
+    const damaged = slots.findIndex((sb, i) => sb === null && head.subarray(SUPERBLOCK_OFFSETS[i], SUPERBLOCK_OFFSETS[i] + SUPERBLOCK_BYTES).some((b) => b !== 0));
+    if (damaged >= 0 && !pager.recoveryInfo) {
+      pager.recoveryInfo = { truncatedBytes: 0, reason: `superblock slot ${damaged} is damaged (a torn superblock write or corruption); opened generation ${usable.sb.generation} from the other slot` };
+    }
     await pager.loadFreeList();
     return pager;
   }
