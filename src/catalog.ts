@@ -4,7 +4,8 @@
 import { Packr } from 'msgpackr';
 import type { TreeReader } from '../storage/engine.js';
 import { ModelVaultError } from '../storage/errors.js';
-import type { Model } from './model.js';
+import { Model } from './model.js';
+import { FieldType } from './types.js';
 import type { FieldSpec } from './types.js';
 
 export interface IndexMeta {
@@ -157,4 +158,13 @@ export function diffSchema(stored: CollectionMeta, model: Model): SchemaChange[]
     if (!model.indexes.some((m) => m.name === ix.name)) changes.push({ kind: 'removeIndex', index: ix.name, compatible: true, reason: `index ${ix.name} is dropped` });
   }
   return changes;
+}
+
+/** A model rebuilt from the stored schema, for tools that open a file without its code (the CLI). */
+export function modelFromMeta(meta: CollectionMeta): Model {
+  const shape = Object.fromEntries(Object.entries(meta.fields).map(([k, spec]) => [k, new FieldType<unknown>(spec)]));
+  return new Model(meta.name, shape, {
+    primaryKey: [...meta.primaryKey],
+    indexes: meta.indexes.map((ix) => ({ name: ix.name, fields: [...ix.fields], unique: ix.unique })),
+  });
 }

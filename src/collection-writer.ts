@@ -186,14 +186,21 @@ export class CollectionWriter {
     }
   }
 
-  /** Runs a change; if it fails halfway the transaction is poisoned and can only roll back. */
+  /**
+   * Runs a change; if it fails halfway the transaction is poisoned and can only roll back.
+   * Afterwards modified pages over the budget are written out, so a transaction of many
+   * single writes stays bounded in memory too.
+   */
   private async mutate<T>(fn: () => Promise<T>): Promise<T> {
+    let result: T;
     try {
-      return await fn();
+      result = await fn();
     } catch (err) {
       this.etx.poisoned ??= err as Error;
       throw err;
     }
+    await this.etx.maybeFlush();
+    return result;
   }
 }
 

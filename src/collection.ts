@@ -75,7 +75,6 @@ export class Collection<M extends Model = Model> {
           throw err;
         }
         n++;
-        await etx.maybeFlush();
       }
       return n;
     });

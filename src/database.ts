@@ -5,12 +5,12 @@ import { ModelVaultError } from '../storage/errors.js';
 import { StorageEngine, type EngineTxn, type StorageStats, type VerifyReport } from '../storage/engine.js';
 import type { RecoveryInfo } from '../storage/pager.js';
 import {
-  diffSchema, encodeMeta, encodeRowCount, indexTreeName, initialMeta, metaName, readMeta, rowCountName,
+  diffSchema, encodeMeta, encodeRowCount, indexTreeName, initialMeta, listCollections, metaName, modelFromMeta, readMeta, readRowCount, rowCountName,
   type CollectionMeta, type SchemaChange,
 } from './catalog.js';
 import { Collection } from './collection.js';
 import { CollectionLayout, CollectionWriter } from './collection-writer.js';
-import { Model } from './model.js';
+import { Model, asModel, isModelLike } from './model.js';
 import { DatabaseScope, TxScope, type Scope } from './scope.js';
 import type { Query, QueryHost } from './query.js';
 import { compileSql } from './sql.js';
@@ -78,8 +78,8 @@ export class Transaction {
    * @example await db.transaction(async (tx) => { await tx.collection(Orders).insert(order); });
    */
   collection<M extends Model>(model: M): Collection<M> {
-    if (!(model instanceof Model)) throw new ModelVaultError('VALIDATION', 'collection() needs a model', { path: 'model' });
-    return new Collection(this.host, model);
+    if (!isModelLike(model)) throw new ModelVaultError('VALIDATION', 'collection() needs a model', { path: 'model' });
+    return new Collection(this.host, asModel(model) as M);
   }
 }
 
@@ -103,13 +103,14 @@ export class Database implements AsyncDisposable {
    * @example db.sql('SELECT id, amount FROM orders WHERE category = ? ORDER BY amount DESC LIMIT 10', ['books'])
    */
   sql(text: string, params: readonly unknown[] = []): Query<Record<string, unknown>> {
-    return compileSql(text, params, (name) => this.modelFor(name), this.host);
+    return compileSql(text, params, (name) => this.modelForSql(name), this.host);
   }
 
   /** Models registered through this handle (SQL finds collections by name here). */
   private readonly models = new Map<string, Model>();
 
-  private modelFor(name: string): Model {
+  /** @internal The model SQL uses for a collection name. */
+  modelForSql(name: string): Model {
     const m = this.models.get(name);
     if (!m) throw new ModelVaultError('UNKNOWN_COLLECTION', `collection ${name} is not registered in this session (call db.register first)`, { collection: name });
     return m;
@@ -122,7 +123,8 @@ export class Database implements AsyncDisposable {
    * @example const orders = await db.register(Orders);
    */
   async register<M extends Model>(model: M): Promise<Collection<M>> {
-    if (!(model instanceof Model)) throw new ModelVaultError('VALIDATION', 'register() needs a model made with model()', { path: 'model' });
+    if (!isModelLike(model)) throw new ModelVaultError('VALIDATION', 'register() needs a model made with model()', { path: 'model' });
+    model = asModel(model) as M;
     await this.scope.write(async (etx) => {
       const stored = await readMeta(etx, model.name);
       if (!stored) return createCollection(etx, initialMeta(model));
@@ -140,11 +142,38 @@ export class Database implements AsyncDisposable {
   }
 
   /**
+   * The collection `name` as stored in the file, with a model rebuilt from the catalog: for
+   * tools that open a file without its code. `UNKNOWN_COLLECTION` when absent.
+   * @example const orders = await db.collection('orders'); await orders.count();
+   */
+  async collection(name: string): Promise<Collection<Model>> {
+    if (typeof name !== 'string') throw new ModelVaultError('VALIDATION', 'collection name must be a string', { path: 'name' });
+    const meta = await this.scope.read((reader) => readMeta(reader, name));
+    if (!meta) throw new ModelVaultError('UNKNOWN_COLLECTION', `collection ${name} does not exist`, { collection: name });
+    const model = modelFromMeta(meta);
+    if (!this.models.has(name)) this.models.set(name, model);
+    return new Collection(this.host, model);
+  }
+
+  /**
+   * Every collection in the catalog: name, schema version, fields, keys, indexes, row count.
+   * @example for (const c of await db.collections()) console.log(c.name, c.rowCount);
+   */
+  async collections(): Promise<(CollectionMeta & { rowCount: number })[]> {
+    return this.scope.read(async (reader) => {
+      const out = [];
+      for (const meta of await listCollections(reader)) out.push({ ...meta, rowCount: await readRowCount(reader, meta.name) });
+      return out;
+    });
+  }
+
+  /**
    * What `migrate(model)` would change and do, without doing it.
    * @example const plan = await db.planMigration(OrdersV2); console.log(plan.steps);
    */
   async planMigration(model: Model): Promise<MigrationPlan> {
-    if (!(model instanceof Model)) throw new ModelVaultError('VALIDATION', 'planMigration() needs a model', { path: 'model' });
+    if (!isModelLike(model)) throw new ModelVaultError('VALIDATION', 'planMigration() needs a model', { path: 'model' });
+    model = asModel(model);
     return this.scope.read(async (reader) => {
       const stored = await readMeta(reader, model.name);
       if (!stored) return { collection: model.name, compatible: true, changes: [], steps: [`create collection ${model.name}`] };
@@ -160,7 +189,8 @@ export class Database implements AsyncDisposable {
    * @example await db.migrate(OrdersV2, { backfill: { currency: 'EUR' } });
    */
   async migrate<M extends Model>(model: M, opts: { backfill?: Record<string, unknown> } = {}): Promise<{ changes: readonly SchemaChange[]; rows: number }> {
-    if (!(model instanceof Model)) throw new ModelVaultError('VALIDATION', 'migrate() needs a model', { path: 'model' });
+    if (!isModelLike(model)) throw new ModelVaultError('VALIDATION', 'migrate() needs a model', { path: 'model' });
+    model = asModel(model) as M;
     const backfill = opts.backfill ?? {};
     for (const field of Object.keys(backfill)) {
       if (!Object.prototype.hasOwnProperty.call(model.fields, field)) throw new ModelVaultError('VALIDATION', `backfill names unknown field ${field}`, { path: `backfill.${field}` });

@@ -80,3 +80,17 @@ export function model<const Name extends string, S extends Shape>(name: Name, sh
 export type Infer<M> = M extends Model<infer S, any> ? InferShape<S> : never;
 /** What writes accept: fields with defaults may be left out. */
 export type InferInput<M> = M extends Model<infer S, any> ? InferInputShape<S> : never;
+
+/** True for a Model, also one created by another copy of this package (a user's model module). */
+export function isModelLike(x: unknown): x is Model {
+  if (x instanceof Model) return true;
+  const m = x as Partial<Model> | null;
+  return !!m && typeof m === 'object' && typeof m.name === 'string' && !!m.shape && typeof m.shape === 'object' && Array.isArray(m.primaryKey) && Array.isArray(m.indexes);
+}
+
+/** The same model as an instance of this copy's class. */
+export function asModel(x: unknown): Model {
+  if (x instanceof Model) return x;
+  if (!isModelLike(x)) throw new ModelVaultError('VALIDATION', 'expected a model made with model()', { path: 'model' });
+  return new Model(x.name, x.shape, { primaryKey: [...x.primaryKey], indexes: x.indexes.map((ix) => ({ ...ix })) });
+}

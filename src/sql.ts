@@ -5,9 +5,10 @@ import { ModelVaultError } from '../storage/errors.js';
 import type { AggregateSpec } from '../operators/aggregate-op.js';
 import type { CmpOp, Expr } from '../operators/expr.js';
 import type { Model } from './model.js';
+import type { FieldSpec } from './types.js';
 import { Query, emptyState, type QueryHost, type QueryState } from './query.js';
 
-interface Token { kind: 'id' | 'num' | 'param' | 'sym' | 'end'; text: string; pos: number }
+interface Token { kind: 'id' | 'num' | 'str' | 'param' | 'sym' | 'end'; text: string; pos: number }
 
 const MAX_SQL_LENGTH = 100_000;
 const MAX_DEPTH = 64;
@@ -16,7 +17,7 @@ function syntax(pos: number, message: string): ModelVaultError {
   return new ModelVaultError('VALIDATION', `SQL syntax error at position ${pos}: ${message}`, { path: 'sql', position: pos });
 }
 
-function tokenize(text: string): Token[] {
+function tokenize(text: string, literals: boolean): Token[] {
   const out: Token[] = [];
   let i = 0;
   while (i < text.length) {
@@ -26,9 +27,20 @@ function tokenize(text: string): Token[] {
     if (/[A-Za-z_]/.test(c)) {
       while (i < text.length && /[A-Za-z0-9_.]/.test(text[i])) i++;
       out.push({ kind: 'id', text: text.slice(start, i), pos: start });
-    } else if (/[0-9]/.test(c)) {
+    } else if (/[0-9]/.test(c) || (literals && c === '-' && /[0-9]/.test(text[i + 1] ?? ''))) {
+      i++;
       while (i < text.length && /[0-9]/.test(text[i])) i++;
+      if (literals && text[i] === '.' && /[0-9]/.test(text[i + 1] ?? '')) { i++; while (i < text.length && /[0-9eE+-]/.test(text[i])) i++; }
       out.push({ kind: 'num', text: text.slice(start, i), pos: start });
+    } else if (literals && c === "'") {
+      let value = '';
+      i++;
+      for (;;) {
+        if (i >= text.length) throw syntax(start, 'unterminated string');
+        if (text[i] === "'") { if (text[i + 1] === "'") { value += "'"; i += 2; continue; } i++; break; }
+        value += text[i++];
+      }
+      out.push({ kind: 'str', text: value, pos: start });
     } else if (c === '?') {
       out.push({ kind: 'param', text: '?', pos: i++ });
     } else if (c === "'" || c === '"') {
@@ -48,11 +60,16 @@ const AGGS: Record<string, AggregateSpec['fn']> = { COUNT: 'count', SUM: 'sum', 
 
 interface SelectItem { path?: string; agg?: AggregateSpec; alias?: string; pos: number }
 
-export function compileSql(text: string, params: readonly unknown[], modelFor: (name: string) => Model, host: QueryHost): Query<Record<string, unknown>> {
+/**
+ * `literals` (command line only) also accepts numbers and 'strings' as values, coerced to the
+ * field's type (a string becomes a Date for a timestamp field).
+ */
+export function compileSql(text: string, params: readonly unknown[], modelFor: (name: string) => Model, host: QueryHost, opts: { literals?: boolean } = {}): Query<Record<string, unknown>> {
   if (typeof text !== 'string') throw new ModelVaultError('VALIDATION', 'sql() needs a string', { path: 'sql' });
   if (text.length > MAX_SQL_LENGTH) throw new ModelVaultError('VALIDATION', `SQL text longer than ${MAX_SQL_LENGTH} characters`, { path: 'sql' });
   if (!Array.isArray(params)) throw new ModelVaultError('VALIDATION', 'sql() parameters must be an array', { path: 'params' });
-  const toks = tokenize(text);
+  const literals = opts.literals ?? false;
+  const toks = tokenize(text, literals);
   let p = 0;
   let paramIndex = 0;
   const peek = () => toks[p];
@@ -67,9 +84,11 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
     p++;
     return t.text;
   };
-  const param = () => {
+  const param = (): unknown => {
     const t = peek();
-    if (t.kind !== 'param') throw syntax(t.pos, `expected a ? parameter${t.text ? `, found ${t.text}` : ''}`);
+    if (literals && (t.kind === 'num' || t.kind === 'str')) { p++; return t.kind === 'num' ? { literal: Number(t.text) } : { literal: t.text }; }
+    if (literals && t.kind === 'id' && ['TRUE', 'FALSE'].includes(t.text.toUpperCase())) { p++; return { literal: t.text.toUpperCase() === 'TRUE' }; }
+    if (t.kind !== 'param') throw syntax(t.pos, `expected ${literals ? 'a value' : 'a ? parameter'}${t.text ? `, found ${t.text}` : ''}`);
     p++;
     if (paramIndex >= params.length) throw new ModelVaultError('VALIDATION', `SQL has more ? parameters than the ${params.length} given`, { path: 'params', position: t.pos });
     return params[paramIndex++];
@@ -131,6 +150,7 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
   }
   let where: Expr | null = null;
   if (eatKw('WHERE')) where = orExpr(0);
+  if (where && literals) where = coerceLiterals(where, (path) => fieldSpec(path));
   let groupBy: string[] | null = null;
   if (eatKw('GROUP')) {
     expectKw('BY');
@@ -175,6 +195,14 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
   if (Number.isFinite(limit)) q = q.limit(limit);
   return q;
 
+  function fieldSpec(path: string): FieldSpec | undefined {
+    const [head, ...rest] = path.split('.');
+    const join = joins.find((j) => j.as === head);
+    const fields = join ? join.model.fields : model.fields;
+    let spec: FieldSpec | undefined = (join ? fields[rest[0]] : fields[head]);
+    for (const part of join ? rest.slice(1) : rest) spec = spec?.kind === 'object' ? spec.shape![part] : undefined;
+    return spec;
+  }
   function aliasAfter(): string | undefined {
     if (eatKw('AS')) return ident('an alias');
     const t = peek();
@@ -232,6 +260,24 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
     }
     throw syntax(t.pos, `expected a comparison after ${path}${t.text ? `, found ${t.text}` : ''}`);
   }
+}
+
+/** Literal values of the command line, brought to the type of their field. */
+function coerceLiterals(e: Expr, specOf: (path: string) => FieldSpec | undefined): Expr {
+  if (e.kind === 'not') return { kind: 'not', item: coerceLiterals(e.item, specOf) };
+  if (e.kind !== 'cmp') return { kind: e.kind, items: e.items.map((x) => coerceLiterals(x, specOf)) };
+  const kind = specOf(e.path)?.kind;
+  const one = (v: unknown): unknown => {
+    if (!v || typeof v !== 'object' || !('literal' in v)) return v;
+    const raw = (v as { literal: unknown }).literal;
+    if (kind === 'timestamp' && (typeof raw === 'string' || typeof raw === 'number')) return new Date(raw);
+    if (kind === 'bigint' && (typeof raw === 'number' || typeof raw === 'string')) {
+      try { return BigInt(raw); } catch { return raw; }
+    }
+    if ((kind === 'int' || kind === 'float') && typeof raw === 'string' && raw.trim() !== '' && !Number.isNaN(Number(raw))) return Number(raw);
+    return raw;
+  };
+  return { ...e, value: Array.isArray(e.value) ? e.value.map(one) : one(e.value) };
 }
 
 function withPos(err: unknown, pos: number): unknown {
