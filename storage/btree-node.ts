@@ -45,11 +45,57 @@ export function storedCellBytes(cell: StoredCell): number {
   return 4 + (cell instanceof OverflowRef ? OverflowRef.BYTES : cell.byteLength);
 }
 
+// A modified leaf keeps each entry's cells packed into one buffer (u16 cell count, then per
+// cell a u32 length or marker and its bytes): two objects an entry instead of one per cell,
+// which keeps a large transaction's garbage collection cheap.
+const PACKED_ABSENT = 0xffffffff;
+const PACKED_OVERFLOW = 0xfffffffe;
+
+/** Packed cells of one entry. */
+export type PackedRow = Buffer;
+
+export function packRow(cells: readonly StoredCell[]): PackedRow {
+  let size = 2;
+  for (const c of cells) size += storedCellBytes(c);
+  const out = Buffer.allocUnsafe(size);
+  out.writeUInt16LE(cells.length, 0);
+  let at = 2;
+  for (const c of cells) {
+    if (c === null) { out.writeUInt32LE(PACKED_ABSENT, at); at += 4; continue; }
+    if (c instanceof OverflowRef) { out.writeUInt32LE(PACKED_OVERFLOW, at); out.set(c.encode(), at + 4); at += 4 + OverflowRef.BYTES; continue; }
+    out.writeUInt32LE(c.byteLength, at);
+    out.set(c, at + 4);
+    at += 4 + c.byteLength;
+  }
+  return out;
+}
+
+export function packedCell(row: PackedRow, c: number): StoredCell {
+  if (c >= row.readUInt16LE(0)) return null;
+  let at = 2;
+  for (let k = 0; ; k++) {
+    const len = row.readUInt32LE(at);
+    const bytes = len === PACKED_ABSENT ? 0 : len === PACKED_OVERFLOW ? OverflowRef.BYTES : len;
+    if (k === c) {
+      if (len === PACKED_ABSENT) return null;
+      if (len === PACKED_OVERFLOW) return new OverflowRef(row.readUInt32LE(at + 4), row.readUInt32LE(at + 8), row.readUInt32LE(at + 12));
+      return row.subarray(at + 4, at + 4 + len);
+    }
+    at += 4 + bytes;
+  }
+}
+
+/** Every cell of a packed row (absent ones as null). */
+export function unpackRow(row: PackedRow): StoredCell[] {
+  const n = row.readUInt16LE(0);
+  const out: StoredCell[] = [];
+  for (let c = 0; c < n; c++) out.push(packedCell(row, c));
+  return out;
+}
+
 /** Bytes an entry adds to a leaf, bitmaps included; the sum plus `leafFixedBytes` bounds the encoding. */
-export function entryBytes(key: Uint8Array, cells: readonly StoredCell[]): number {
-  let n = 4 + key.byteLength + cells.length * 0.25;
-  for (const c of cells) n += storedCellBytes(c);
-  return n;
+export function entryBytes(key: Uint8Array, row: PackedRow): number {
+  return 4 + key.byteLength + row.byteLength - 2 + row.readUInt16LE(0) * 0.25;
 }
 
 export function leafFixedBytes(columns: number): number {
@@ -278,11 +324,11 @@ export class MutableLeaf implements LeafLike, DirtyPage {
   readonly isLeaf = true as const;
   readonly pageType = PageType.Leaf;
   keys: Buffer[];
-  rows: StoredCell[][];
+  rows: PackedRow[];
   /** Upper bound of the encoded body size. */
   bytes: number;
 
-  constructor(readonly columns: number, keys: Buffer[] = [], rows: StoredCell[][] = []) {
+  constructor(readonly columns: number, keys: Buffer[] = [], rows: PackedRow[] = []) {
     this.keys = keys;
     this.rows = rows;
     this.bytes = leafFixedBytes(columns);
@@ -292,15 +338,12 @@ export class MutableLeaf implements LeafLike, DirtyPage {
   /** A mutable copy; `columns` may exceed the node's own (columns added since), padded with absent cells. */
   static from(node: LeafLike, columns = node.columns): MutableLeaf {
     const keys: Buffer[] = [];
-    const rows: StoredCell[][] = [];
+    const rows: PackedRow[] = [];
+    const row: StoredCell[] = new Array(columns);
     for (let i = 0; i < node.count; i++) {
-      keys.push(Buffer.from(node.key(i))); // copy: the page buffer may be evicted and reused
-      const row: StoredCell[] = [];
-      for (let c = 0; c < columns; c++) {
-        const cell = node.cell(i, c);
-        row.push(cell instanceof Uint8Array ? Buffer.from(cell) : cell);
-      }
-      rows.push(row);
+      keys.push(Buffer.from(node.key(i))); // copy: keys must not pin the page buffer
+      for (let c = 0; c < columns; c++) row[c] = node.cell(i, c);
+      rows.push(packRow(row));
     }
     return new MutableLeaf(columns, keys, rows);
   }
@@ -308,15 +351,15 @@ export class MutableLeaf implements LeafLike, DirtyPage {
   get count(): number { return this.keys.length; }
   compareKey(i: number, key: Buffer): number { return this.keys[i].compare(key); }
   key(i: number): Buffer { return this.keys[i]; }
-  cell(i: number, c: number): StoredCell { return this.rows[i][c]; }
+  cell(i: number, c: number): StoredCell { return packedCell(this.rows[i], c); }
 
-  insert(i: number, key: Buffer, row: StoredCell[]): void {
+  insert(i: number, key: Buffer, row: PackedRow): void {
     this.keys.splice(i, 0, key);
     this.rows.splice(i, 0, row);
     this.bytes += entryBytes(key, row);
   }
 
-  replace(i: number, row: StoredCell[]): void {
+  replace(i: number, row: PackedRow): void {
     this.bytes += entryBytes(this.keys[i], row) - entryBytes(this.keys[i], this.rows[i]);
     this.rows[i] = row;
   }
@@ -357,9 +400,10 @@ export class MutableLeaf implements LeafLike, DirtyPage {
 
   private encodeColumn(out: Buffer, at: number, c: number): number {
     const n = this.keys.length;
+    const column = this.rows.map((r) => packedCell(r, c));
     let width = -1, fixed = true, anyAbsent = false, anyOverflow = false, total = 0;
     for (let i = 0; i < n; i++) {
-      const cell = this.rows[i][c];
+      const cell = column[i];
       if (cell === null) { anyAbsent = true; continue; }
       if (cell instanceof OverflowRef) { anyOverflow = true; fixed = false; total += OverflowRef.BYTES; continue; }
       total += cell.byteLength;
@@ -376,18 +420,17 @@ export class MutableLeaf implements LeafLike, DirtyPage {
     out[descriptor] = fixed ? KIND_FIXED : KIND_VARIABLE;
     out[descriptor + 1] = (anyAbsent ? FLAG_ABSENT : 0) | (anyOverflow ? FLAG_OVERFLOW : 0);
     out.writeUInt16LE(fixed ? width : 0, descriptor + 2);
-    if (anyAbsent) at = writeBitmap(out, at, n, (i) => this.rows[i][c] === null);
+    if (anyAbsent) at = writeBitmap(out, at, n, (i) => column[i] === null);
     if (fixed) {
       for (let i = 0; i < n; i++) {
-        const cell = this.rows[i][c] as Buffer | null;
+        const cell = column[i] as Buffer | null;
         if (cell) out.set(cell, at + i * width);
         else out.fill(0, at + i * width, at + (i + 1) * width);
       }
       at += n * width;
     } else {
-      if (anyOverflow) at = writeBitmap(out, at, n, (i) => this.rows[i][c] instanceof OverflowRef);
-      const cells = this.rows.map((r) => {
-        const cell = r[c];
+      if (anyOverflow) at = writeBitmap(out, at, n, (i) => column[i] instanceof OverflowRef);
+      const cells = column.map((cell) => {
         return cell === null ? EMPTY : cell instanceof OverflowRef ? cell.encode() : cell;
       });
       at = writeKeys(out, at, cells);

@@ -13,8 +13,8 @@ import type { Pager, WriteTxn } from './pager.js';
 import { alignedBuffer } from './block-store.js';
 import {
   BranchView, LeafView, MutableBranch, MutableLeaf, OverflowRef, asBuffer, branchFixedBytes, childIndexFor,
-  decodeNode, entryBytes, firstAtOrAfter, lastAtOrBefore, leafFixedBytes,
-  type BranchLike, type Cell, type LeafLike, type NodeLike, type StoredCell,
+  decodeNode, entryBytes, firstAtOrAfter, lastAtOrBefore, leafFixedBytes, packRow, unpackRow,
+  type BranchLike, type Cell, type LeafLike, type NodeLike, type PackedRow, type StoredCell,
 } from './btree-node.js';
 
 export type { Cell } from './btree-node.js';
@@ -316,7 +316,7 @@ export class BTreeWriter {
     if (this.root === 0) {
       if (mode === 'update') return 'missing';
       const leaf = new MutableLeaf(this.columns);
-      leaf.insert(0, k, await this.storeCells(k, cells));
+      leaf.insert(0, k, await this.pack(k, cells));
       this.root = this.txn.allocatePage();
       this.txn.setDirty(this.root, leaf);
       return 'inserted';
@@ -328,7 +328,8 @@ export class BTreeWriter {
     const found = pos < leaf.count && leaf.compareKey(pos, k) === 0;
     if (found && mode === 'insert') return 'exists';
     if (!found && mode === 'update') return 'missing';
-    const stored = await this.storeCells(k, cells);
+    const packed = packRow(cells as readonly StoredCell[]);
+    const stored = entryBytes(k, packed) <= this.maxEntryBytes ? packed : await this.pack(k, cells);
     this.makeWritable(path);
     const target = path[path.length - 1].node as MutableLeaf;
     if (found) {
@@ -509,10 +510,11 @@ export class BTreeWriter {
     }
   }
 
-  /** Encodes cells for a leaf, moving the largest to overflow runs until the entry fits. */
-  private async storeCells(key: Buffer, cells: readonly Cell[]): Promise<StoredCell[]> {
+  /** Packs cells for a leaf, moving the largest to overflow runs until the entry fits. */
+  private async pack(key: Buffer, cells: readonly Cell[]): Promise<PackedRow> {
     const stored: StoredCell[] = cells.map((c) => (c === null ? null : asBuffer(c)));
-    while (entryBytes(key, stored) > this.maxEntryBytes) {
+    let packed = packRow(stored);
+    while (entryBytes(key, packed) > this.maxEntryBytes) {
       let largest = -1;
       for (let c = 0; c < stored.length; c++) {
         const cell = stored[c];
@@ -520,8 +522,9 @@ export class BTreeWriter {
       }
       if (largest < 0) throw new ModelVaultError('VALIDATION', 'entry has too many columns to fit a page', { path: 'key' });
       stored[largest] = await this.writeOverflow(stored[largest] as Buffer);
+      packed = packRow(stored);
     }
-    return stored;
+    return packed;
   }
 
   private async writeOverflow(value: Buffer): Promise<OverflowRef> {
@@ -543,8 +546,8 @@ export class BTreeWriter {
     return new OverflowRef(start, pages, value.byteLength);
   }
 
-  private freeOverflow(row: readonly StoredCell[]): void {
-    for (const cell of row) if (cell instanceof OverflowRef) this.txn.freePage(cell.startPage, cell.pageCount);
+  private freeOverflow(row: PackedRow): void {
+    for (const cell of unpackRow(row)) if (cell instanceof OverflowRef) this.txn.freePage(cell.startPage, cell.pageCount);
   }
 }
 
@@ -559,11 +562,11 @@ export async function checkTree(src: NodeSource, root: number, visit: (pageNo: n
     const node = await src.nodeAsync(pageNo);
     const nodeLevel = node.isLeaf ? 0 : node.level;
     if (level !== null && nodeLevel !== level) throw corruptAt(pageNo * pageSize, `node level ${nodeLevel}, expected ${level}`);
-    for (let i = 0; i < node.count; i++) {
+    const first = node.isLeaf ? 0 : 1; // a branch's key 0 is no bound (see childIndexFor): not checked
+    for (let i = first; i < node.count; i++) {
       const key = node.key(i);
-      // A branch's key 0 is no bound (see childIndexFor), so its order is not checked.
-      if (i > (node.isLeaf ? 0 : 1) && node.compareKey(i - 1, key) >= 0) throw corruptAt(pageNo * pageSize, `keys out of order at entry ${i}`);
-      if ((i > 0 || node.isLeaf) && low && low.compare(key) > 0) throw corruptAt(pageNo * pageSize, `key ${i} below its parent's bound`);
+      if (i > first && node.compareKey(i - 1, key) >= 0) throw corruptAt(pageNo * pageSize, `keys out of order at entry ${i}`);
+      if (low && low.compare(key) > 0) throw corruptAt(pageNo * pageSize, `key ${i} below its parent's bound`);
       if (high && high.compare(key) <= 0) throw corruptAt(pageNo * pageSize, `key ${i} above its parent's bound`);
     }
     if (node.isLeaf) {

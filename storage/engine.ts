@@ -323,7 +323,12 @@ export class StorageEngine {
         tx.rollback();
         throw err;
       }
-      if (tx.isActive) await tx.commit();
+      try {
+        if (tx.isActive) await tx.commit();
+      } catch (err) {
+        tx.rollback(); // a failure before the pager's commit (catalog, hooks) must not leave the writer open
+        throw err;
+      }
       return result;
     };
     const next = this.writeQueue.then(run, run);

@@ -101,7 +101,7 @@ export class Pager {
   static async open(store: BlockStore, opts: PagerOptions = {}): Promise<Pager> {
     const cacheSize = opts.cacheSize ?? 64 * 2 ** 20;
     const readOnly = opts.readOnly ?? false;
-    const maxDirtyBytes = opts.maxDirtyBytes ?? Math.max(4 << 20, Math.min(32 << 20, cacheSize / 2));
+    const maxDirtyBytes = opts.maxDirtyBytes ?? Math.max(2 << 20, Math.min(8 << 20, cacheSize / 8));
     if (store.size() === 0) {
       if (readOnly) throw new ModelVaultError('NOT_A_DATABASE', 'the file is empty');
       const pageSize = opts.pageSize ?? DEFAULT_PAGE_SIZE;
