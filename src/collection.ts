@@ -1,6 +1,6 @@
 // A collection handle: the public write and point-read API of API.md, running in a scope
 // (autocommit, or a transaction).
-import { EngineTxn, type TreeReader } from '../storage/engine.js';
+import { EngineSnapshot, EngineTxn, type TreeReader } from '../storage/engine.js';
 import { ModelVaultError } from '../storage/errors.js';
 import type { KeyPart } from '../storage/keys.js';
 import { decodeMeta, metaName, readRowCount } from './catalog.js';
@@ -15,7 +15,7 @@ export type KeyOf<M extends Model> = M extends Model ? Exclude<KeyPart, null> | 
 export type RowSource<T> = Iterable<T> | AsyncIterable<T>;
 
 export class Collection<M extends Model = Model> {
-  private cachedLayout: { bytes: Uint8Array; layout: CollectionLayout } | null = null;
+  private cachedLayout: { bytes: Uint8Array; layout: CollectionLayout; generation: number } | null = null;
 
   /** @internal */
   readonly scope: Scope;
@@ -122,12 +122,17 @@ export class Collection<M extends Model = Model> {
 
   /** @internal The layout of the schema `reader` sees; decoded again only when the schema entry changed. */
   async layout(reader: TreeReader): Promise<CollectionLayout> {
+    const generation = reader instanceof EngineSnapshot ? reader.generation : -1;
+    if (generation >= 0 && this.cachedLayout?.generation === generation) return this.cachedLayout.layout;
     const bytes = await reader.getMeta(metaName(this.name));
     if (!bytes) throw unknownCollection(this.name);
     const cached = this.cachedLayout;
-    if (cached && Buffer.from(cached.bytes).equals(bytes)) return cached.layout;
+    if (cached && Buffer.from(cached.bytes).equals(bytes)) {
+      cached.generation = generation;
+      return cached.layout;
+    }
     const layout = new CollectionLayout(decodeMeta(bytes, this.name));
-    this.cachedLayout = { bytes: Buffer.from(bytes), layout };
+    this.cachedLayout = { bytes: Buffer.from(bytes), layout, generation };
     return layout;
   }
 }

@@ -1,12 +1,13 @@
 // The public entry point. This milestone covers what concerns storage: opening (file,
 // memory, snapshot image), recovery info, snapshot bytes, backup, compact, verify, stats
 // and close. Collections and queries slot in on top of `engine`.
+import type { Cell } from '../storage/btree.js';
 import { ModelVaultError } from '../storage/errors.js';
 import { StorageEngine, type EngineTxn, type StorageStats, type VerifyReport } from '../storage/engine.js';
 import type { RecoveryInfo } from '../storage/pager.js';
 import {
   diffSchema, encodeMeta, encodeRowCount, indexTreeName, initialMeta, listCollections, metaName, modelFromMeta, readMeta, readRowCount, rowCountName,
-  type CollectionMeta, type SchemaChange,
+  type CollectionMeta, type IndexMeta, type SchemaChange,
 } from './catalog.js';
 import { Collection } from './collection.js';
 import { CollectionLayout, CollectionWriter } from './collection-writer.js';
@@ -331,26 +332,72 @@ async function createCollection(etx: EngineTxn, meta: CollectionMeta): Promise<v
 async function applyAdditive(etx: EngineTxn, stored: CollectionMeta, model: Model): Promise<void> {
   const version = stored.version + 1;
   const columns = [...stored.columns, ...Object.keys(model.fields).filter((f) => !stored.columns.includes(f))];
-  const indexes = [];
+  const kept: IndexMeta[] = [];
   for (const ix of stored.indexes) {
-    if (model.indexes.some((m) => m.name === ix.name)) indexes.push(ix);
+    if (model.indexes.some((m) => m.name === ix.name)) kept.push(ix);
     else await etx.dropTree(ix.tree);
   }
-  const layout = new CollectionLayout(stored);
-  for (const ix of model.indexes) {
-    if (stored.indexes.some((s) => s.name === ix.name)) continue;
-    const meta = { ...ix, tree: indexTreeName(model.name, ix.name, version) };
+  const added: IndexMeta[] = model.indexes
+    .filter((ix) => !stored.indexes.some((s) => s.name === ix.name))
+    .map((ix) => ({ ...ix, tree: indexTreeName(model.name, ix.name, version) }));
+  const next: CollectionMeta = { ...stored, version, fields: { ...model.fields }, columns, indexes: [...kept, ...added] };
+  await etx.tree(next.rowsTree, columns.length); // widens the rows tree to the new column count
+  const layout = new CollectionLayout(next);
+  await storeNewDefaults(etx, stored, layout, kept);
+  for (const meta of added) {
     const tree = await etx.tree(meta.tree, 0);
-    for await (const [, cells] of etx.entries(stored.rowsTree)) {
+    for await (const [, cells] of etx.entries(next.rowsTree)) {
       await tree.put(layout.indexKey(meta, layout.decode(cells)), [], 'upsert');
       await etx.maybeFlush();
     }
-    indexes.push(meta);
   }
-  const next: CollectionMeta = { ...stored, version, fields: { ...model.fields }, columns, indexes };
-  await etx.tree(next.rowsTree, columns.length); // widens the rows tree to the new column count
   await etx.setMeta(metaName(model.name), encodeMeta(next));
   CollectionWriter.forget(etx, model.name);
+}
+
+/**
+ * A field that gains a default (new, or formerly optional) reads back with that default
+ * where a stored row has no value. The value is written into those rows, so that scans,
+ * filters and indexes see what `get` returns; kept indexes over the field are updated.
+ */
+async function storeNewDefaults(etx: EngineTxn, stored: CollectionMeta, layout: CollectionLayout, kept: readonly IndexMeta[]): Promise<void> {
+  const next = layout.meta;
+  const filled = next.columns
+    .map((field, column) => ({ field, column, spec: next.fields[field] }))
+    .filter(({ field, spec }) => {
+      const before = stored.fields[field];
+      return spec?.hasDefault && (!before || (before.optional && !before.hasDefault)); // only these can hold absent values
+    });
+  if (filled.length === 0) return;
+  const oldLayout = new CollectionLayout(stored);
+  const rows = await etx.tree(next.rowsTree, next.columns.length);
+  const indexTrees = await Promise.all(kept.map(async (ix) => ({ ix, tree: await etx.tree(ix.tree, 0) })));
+  let after: Buffer | undefined;
+  for (;;) {
+    // a chunk is decoded before it is changed: the tree is not written while being iterated
+    const chunk: { key: Buffer; before: Record<string, unknown>; row: Record<string, unknown>; cells: Cell[] }[] = [];
+    let last: Buffer | undefined;
+    for await (const [key, cells] of etx.entries(next.rowsTree, after ? { gt: after } : {})) {
+      last = key;
+      if (filled.some(({ column }) => (cells[column] ?? null) === null)) {
+        const row = layout.decode(cells);
+        chunk.push({ key, before: oldLayout.decode(cells), row, cells: layout.codec.encode(row) });
+      }
+      if (chunk.length >= 256) break;
+    }
+    for (const { key, before, row, cells } of chunk) {
+      await rows.put(key, cells, 'update');
+      for (const { ix, tree } of indexTrees) {
+        const was = oldLayout.indexKey(ix, before), now = layout.indexKey(ix, row);
+        if (was.equals(now)) continue;
+        await tree.delete(was);
+        await tree.put(now, [], 'upsert');
+      }
+      await etx.maybeFlush();
+    }
+    if (last === undefined || chunk.length < 256) return;
+    after = last;
+  }
 }
 
 /** Rewrites every row into fresh trees under the new model; the old trees are freed. */

@@ -217,7 +217,8 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   if (afterJoin.length) root = new FilterOp(root, andOf(afterJoin)!);
   if (aggregating) root = new AggregateOp(root, state.groupBy ?? [], aggs as [string, AggregateSpec][]);
   const limit = state.limit;
-  if (state.order.length && !access.ordered) {
+  // count() needs no order (and decodes no order columns): a sort could not change the count.
+  if (state.order.length && !access.ordered && !countOnlyRun) {
     root = new SortOp(root, state.order.map((o): SortKey => ({ path: o.path, desc: o.desc })), Number.isFinite(limit) ? limit + state.offset : Infinity);
   }
   if (Number.isFinite(limit) || state.offset > 0) root = new LimitOp(root, limit, state.offset);

@@ -7,7 +7,7 @@ import { ModelVaultError } from '../storage/errors.js';
 import { MemoryPool } from '../storage/memory-pool.js';
 import type { Batch } from '../operators/batch.js';
 import type { CmpOp, Expr } from '../operators/expr.js';
-import { explainTree, run, type ExecContext, type Operator, type OperatorStats } from '../operators/operator.js';
+import { explainTree, run, throwIfAborted, type ExecContext, type Operator, type OperatorStats } from '../operators/operator.js';
 import type { AggregateSpec } from '../operators/aggregate-op.js';
 import type { Model } from './model.js';
 import { planQuery, type PlannedQuery } from './planner.js';
@@ -289,6 +289,9 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
   private lastPeak = 0;
 
   private async *execute(opts: { countOnly?: boolean; stats?: Map<Operator, OperatorStats> } = {}): AsyncGenerator<{ batch: Batch; planned: PlannedQuery }> {
+    // An already-aborted signal fails at once, even when no operator would run (count of a
+    // whole collection, an empty collection).
+    throwIfAborted(this.state.options.signal);
     const { reader, release } = this.host.scope.openReader();
     const memory = new MemoryPool(this.state.options.memoryLimit ?? this.host.memoryLimit);
     try {

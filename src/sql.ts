@@ -96,7 +96,14 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
   const integer = (what: string) => {
     const t = peek();
     if (t.kind === 'num') { p++; return Number(t.text); }
-    if (t.kind === 'param') return param() as number;
+    if (t.kind === 'param') {
+      const v = param();
+      // Checked here: a non-number would otherwise be dropped silently (no limit at all).
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+        throw new ModelVaultError('VALIDATION', `${what} must be a non-negative integer, got ${typeof v === 'string' ? JSON.stringify(v) : String(v)}`, { path: 'params', position: t.pos });
+      }
+      return v;
+    }
     throw syntax(t.pos, `expected a number or ? for ${what}`);
   };
 

@@ -20,3 +20,8 @@ export interface BlockStore {
 export function alignedBuffer(length: number): Buffer {
   return Buffer.from(new ArrayBuffer(length));
 }
+
+/** Like alignedBuffer, but not zeroed: for reads that fill it (zeroing 1 MiB reads cost a third of a scan). */
+export function alignedBufferUnsafe(length: number): Buffer {
+  return Buffer.allocUnsafeSlow(length);
+}

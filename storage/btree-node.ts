@@ -35,6 +35,20 @@ const KIND_FIXED = 1;
 const pad8 = (n: number) => (n + 7) & ~7;
 const bitmapBytes = (count: number) => pad8((count + 7) >> 3);
 
+/**
+ * Sign of (page[start, end) − key) by bytes. A plain loop: Buffer#compare with offsets costs
+ * ~130 ns a call in Node 20, a loop over short keys ~10 ns, and a get makes ~25 comparisons.
+ */
+export function compareBytes(page: Uint8Array, start: number, end: number, key: Uint8Array): number {
+  const n = Math.min(end - start, key.length);
+  for (let i = 0; i < n; i++) {
+    const d = page[start + i] - key[i];
+    if (d !== 0) return d < 0 ? -1 : 1;
+  }
+  const a = end - start, b = key.length;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 export function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
@@ -242,8 +256,7 @@ export class LeafView implements LeafLike {
   }
 
   compareKey(i: number, key: Buffer): number {
-    const s = this.keyBase + this.keyOffsets[i];
-    return this.body.compare(key, 0, key.byteLength, s, this.keyBase + this.keyOffsets[i + 1]);
+    return compareBytes(this.body, this.keyBase + this.keyOffsets[i], this.keyBase + this.keyOffsets[i + 1], key);
   }
 
   key(i: number): Buffer {
@@ -302,7 +315,7 @@ export class BranchView implements BranchLike {
   }
 
   compareKey(i: number, key: Buffer): number {
-    return this.body.compare(key, 0, key.byteLength, this.keyBase + this.keyOffsets[i], this.keyBase + this.keyOffsets[i + 1]);
+    return compareBytes(this.body, this.keyBase + this.keyOffsets[i], this.keyBase + this.keyOffsets[i + 1], key);
   }
   key(i: number): Buffer {
     return this.body.subarray(this.keyBase + this.keyOffsets[i], this.keyBase + this.keyOffsets[i + 1]);
@@ -349,7 +362,7 @@ export class MutableLeaf implements LeafLike, DirtyPage {
   }
 
   get count(): number { return this.keys.length; }
-  compareKey(i: number, key: Buffer): number { return this.keys[i].compare(key); }
+  compareKey(i: number, key: Buffer): number { return compareBytes(this.keys[i], 0, this.keys[i].length, key); }
   key(i: number): Buffer { return this.keys[i]; }
   cell(i: number, c: number): StoredCell { return packedCell(this.rows[i], c); }
 
@@ -486,7 +499,7 @@ export class MutableBranch implements BranchLike, DirtyPage {
   }
 
   get count(): number { return this.children.length; }
-  compareKey(i: number, key: Buffer): number { return this.keys[i].compare(key); }
+  compareKey(i: number, key: Buffer): number { return compareBytes(this.keys[i], 0, this.keys[i].length, key); }
   key(i: number): Buffer { return this.keys[i]; }
   child(i: number): number { return this.children[i]; }
 

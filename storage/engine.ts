@@ -153,6 +153,25 @@ export class EngineSnapshot extends TreeReader implements Disposable {
     super();
     this.source = new CommittedSource(engine.pager);
   }
+  /** Tree references change only by commits, so they are cached per generation, engine-wide. */
+  private get infoCache(): Map<string, TreeInfo | undefined> {
+    return this.engine.treeInfoCache(this.snap.generation);
+  }
+
+  override async treeInfo(name: string): Promise<TreeInfo | undefined> {
+    if (this.infoCache.has(name)) return this.infoCache.get(name);
+    const info = await super.treeInfo(name);
+    this.infoCache.set(name, info);
+    return info;
+  }
+
+  override treeInfoSync(name: string): TreeInfo | undefined {
+    if (this.infoCache.has(name)) return this.infoCache.get(name);
+    const info = super.treeInfoSync(name);
+    this.infoCache.set(name, info);
+    return info;
+  }
+
   get generation(): number { return this.snap.generation; }
   get catalogRootPage(): number { return this.snap.catalogRoot; }
   protected catalogRoot(): number { return this.snap.catalogRoot; }
@@ -258,6 +277,7 @@ export class EngineTxn extends TreeReader {
 export class StorageEngine {
   private writeQueue: Promise<unknown> = Promise.resolve();
   private closed = false;
+  private infoCache = { generation: -1, byName: new Map<string, TreeInfo | undefined>() };
   readonly spill: SpillSpace;
 
   private constructor(
@@ -295,6 +315,15 @@ export class StorageEngine {
     const store = new MemoryStore(image);
     const pager = await Pager.open(store, opts);
     return new StorageEngine(pager, null, null, opts);
+  }
+
+  /** @internal Catalog lookups of one committed generation (the newest one asked for). */
+  treeInfoCache(generation: number): Map<string, TreeInfo | undefined> {
+    if (this.infoCache.generation !== generation) {
+      if (generation < this.infoCache.generation) return new Map(); // an older snapshot: uncached
+      this.infoCache = { generation, byName: new Map() };
+    }
+    return this.infoCache.byName;
   }
 
   get recoveryInfo(): RecoveryInfo | null { return this.pager.recoveryInfo; }

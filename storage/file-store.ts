@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import { alignedBuffer, type BlockStore } from './block-store.js';
+import { alignedBufferUnsafe, type BlockStore } from './block-store.js';
 import { ioError } from './errors.js';
 
 /** A `.modelvault` file through one Node file handle. */
@@ -29,22 +29,23 @@ export class FileStore implements BlockStore {
   size(): number { return this.length; }
 
   readSync(offset: number, length: number): Uint8Array {
-    const out = alignedBuffer(length);
+    const out = alignedBufferUnsafe(length);
     let done = 0;
     try {
       while (done < length) {
         const n = fs.readSync(this.handle.fd, out, done, length - done, offset + done);
-        if (n === 0) break; // past the end: the rest stays zero
+        if (n === 0) break; // past the end: zero-filled below
         done += n;
       }
     } catch (err) {
       throw ioError('read', err);
     }
+    if (done < length) out.fill(0, done);
     return out;
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    const out = alignedBuffer(length);
+    const out = alignedBufferUnsafe(length);
     let done = 0;
     try {
       while (done < length) {
@@ -55,6 +56,7 @@ export class FileStore implements BlockStore {
     } catch (err) {
       throw ioError('read', err);
     }
+    if (done < length) out.fill(0, done);
     return out;
   }
 

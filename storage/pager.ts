@@ -10,7 +10,7 @@
 //     list; spill pages and a transaction's pages are free as far as the file is concerned.
 // State: open → (writing → committing → open)* → closed;  a failed commit → failed (reads only).
 import { BufferPool, type CachedPage, type CacheStats } from './buffer-pool.js';
-import { alignedBuffer, type BlockStore } from './block-store.js';
+import { alignedBuffer, alignedBufferUnsafe, type BlockStore } from './block-store.js';
 import { ModelVaultError, corruptAt, ioError } from './errors.js';
 import { FreeSpace, type PageRange } from './free-space.js';
 import { PAGE_HEADER_BYTES, PageType, pageBody, sealPage, verifyPage } from './page.js';
@@ -342,7 +342,11 @@ export class Pager {
         const node = pages.get(pageNo)!;
         const bodyLength = node.encodeInto(page.subarray(PAGE_HEADER_BYTES));
         sealPage(page, node.pageType, pageNo, generation, bodyLength);
-        this.pool.delete(pageNo); // a reused page number: the pool must not serve its old content
+        // The pool gets the new content at once (a reused page number must not serve its old
+        // content, and a page just written is likely read again). Own buffer: a view would pin the whole write.
+        const copy = alignedBufferUnsafe(this.pageSize);
+        copy.set(page);
+        this.pool.set(pageNo, { bytes: copy, info: { type: node.pageType, pageNo, generation, bodyLength } });
       }
       await this.store.write(order[i] * this.pageSize, buf);
       this.stats.pagesWritten += j - i;
