@@ -69,6 +69,9 @@ export class Collection<M extends Model = Model> {
         try {
           await writer.insert(row);
         } catch (err) {
+          // All or nothing even inside db.transaction(): the rows before this one cannot be
+          // taken back one by one, so the transaction may only roll back now.
+          etx.poisoned ??= err as Error;
           if (err instanceof ModelVaultError && err.code === 'VALIDATION') {
             throw new ModelVaultError('VALIDATION', `row ${n}: ${err.message}`, { ...err.details, row: n }, { cause: err });
           }

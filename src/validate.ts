@@ -7,6 +7,7 @@ import type { FieldSpec } from './types.js';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const MAX_JSON_DEPTH = 256;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const INT64_MIN = -(2n ** 63n), INT64_MAX = 2n ** 63n - 1n;
 
 export function validationError(path: string, message: string): ModelVaultError {
@@ -57,6 +58,7 @@ export function validateValue(spec: FieldSpec, v: unknown, path: string): unknow
     }
     case 'string':
       if (typeof v !== 'string') throw validationError(path, `expected a string, got ${describe(v)}`);
+      if (LONE_SURROGATE.test(v)) throw validationError(path, 'contains a lone UTF-16 surrogate, which UTF-8 cannot store');
       checkLength(c, v.length, path);
       if (c.regex && !new RegExp(c.regex.source, c.regex.flags).test(v)) throw validationError(path, `does not match /${c.regex.source}/`);
       if (c.email && !EMAIL.test(v)) throw validationError(path, 'not an email address');

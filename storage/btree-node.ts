@@ -341,7 +341,7 @@ export class MutableLeaf implements LeafLike, DirtyPage {
   /** Upper bound of the encoded body size. */
   bytes: number;
 
-  constructor(readonly columns: number, keys: Buffer[] = [], rows: PackedRow[] = []) {
+  constructor(public columns: number, keys: Buffer[] = [], rows: PackedRow[] = []) {
     this.keys = keys;
     this.rows = rows;
     this.bytes = leafFixedBytes(columns);
@@ -365,6 +365,13 @@ export class MutableLeaf implements LeafLike, DirtyPage {
   compareKey(i: number, key: Buffer): number { return compareBytes(this.keys[i], 0, this.keys[i].length, key); }
   key(i: number): Buffer { return this.keys[i]; }
   cell(i: number, c: number): StoredCell { return packedCell(this.rows[i], c); }
+
+  /** Columns added to the tree: existing entries read them as absent. */
+  widen(columns: number): void {
+    if (columns <= this.columns) return;
+    this.bytes += leafFixedBytes(columns) - leafFixedBytes(this.columns) + this.keys.length * (columns - this.columns) * 0.25;
+    this.columns = columns;
+  }
 
   insert(i: number, key: Buffer, row: PackedRow): void {
     this.keys.splice(i, 0, key);
@@ -423,9 +430,11 @@ export class MutableLeaf implements LeafLike, DirtyPage {
       if (width === -1) width = cell.byteLength;
       else if (width !== cell.byteLength) fixed = false;
     }
-    if (width <= 0 || width > 0xffff) fixed = false;
+    // A column with no present cell (one added after these rows) costs only its absent bitmap.
+    if (width === -1 && !anyOverflow) { fixed = true; width = 0; }
+    if (width < 0 || width > 0xffff) fixed = false;
     // Fixed layout only when it is no larger than offsets + bytes, so `bytes` stays an upper bound.
-    if (fixed && n * width > 4 * (n + 1) + total) fixed = false;
+    if (fixed && width > 0 && n * width > 4 * (n + 1) + total) fixed = false;
     const descriptor = at;
     at += COLUMN_DESCRIPTOR_BYTES;
     const start = at;

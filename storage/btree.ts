@@ -296,10 +296,10 @@ export class BTreeWriter {
   private readonly maxEntryBytes: number;
   readonly maxKeyBytes: number;
 
-  constructor(readonly txn: WriteTxn, public root: number, readonly columns: number) {
+  constructor(readonly txn: WriteTxn, public root: number, public columns: number) {
     this.src = new TxnSource(txn);
     this.capacity = txn.pager.pageSize - PAGE_HEADER_BYTES;
-    this.maxEntryBytes = Math.floor(this.capacity / 4) - leafFixedBytes(columns);
+    this.maxEntryBytes = Math.floor(this.capacity / 4) - leafFixedBytes(Math.max(columns, 64));
     this.maxKeyBytes = Math.floor(txn.pager.pageSize / 16);
   }
 
@@ -411,7 +411,10 @@ export class BTreeWriter {
 
   private writable(pageNo: number, node?: NodeLike): { pageNo: number; node: MutableLeaf | MutableBranch } {
     const dirty = this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | undefined;
-    if (dirty) return { pageNo, node: dirty };
+    if (dirty) {
+      if (dirty.isLeaf) dirty.widen(this.columns); // written before a column was added in this transaction
+      return { pageNo, node: dirty };
+    }
     const current = node ?? this.src.node(pageNo);
     const copy = current.isLeaf ? MutableLeaf.from(current, this.columns) : MutableBranch.from(current);
     if (this.txn.owns(pageNo)) {

@@ -217,7 +217,11 @@ export class EngineTxn extends TreeReader {
   /** The writer for tree `name`, created empty when missing. */
   async tree(name: string, columns: number): Promise<BTreeWriter> {
     const open = this.writers.get(name);
-    if (open) return open;
+    if (open) {
+      if (open.columns > columns) throw new Error(`internal: tree ${name} has ${open.columns} columns, more than ${columns}`);
+      open.columns = columns; // widened by a schema change inside this transaction
+      return open;
+    }
     const info = await super.treeInfo(name);
     if (info && info.columns > columns) {
       throw new Error(`internal: tree ${name} has ${info.columns} columns, more than ${columns}`);

@@ -282,9 +282,23 @@ describe.each(MODES)('planMigration() and migrate() (%s)', (mode) => {
     expect(await f.count()).toBe(1);
   });
 
-  it.todo(
-    'register() of an additive change inside db.transaction(), after writes to that collection in the same transaction, ' +
-    'fails with a plain Error "internal: 6 cells for a 5-column tree": EngineTxn.tree() returns the already-open rows-tree ' +
-    'writer without widening it to the new column count (storage/engine.ts), and dirty leaves keep the old width (storage/btree.ts writable())',
-  );
+  it('register() of an additive change inside db.transaction(), after writes to that collection, widens the open trees', async () => {
+    const db = await seeded(mode, 300);
+    const V2 = model('people', { ...V1.shape, nick: t.string().optional() }, { primaryKey: 'id', indexes: [{ name: 'byName', fields: ['name'] }] });
+    await db.transaction(async (tx) => {
+      await tx.collection(V1).insert({ id: 1000, name: 'before', age: 1, kind: 'a' });
+      await tx.collection(V1).update(3, { age: 99 });
+      await db.register(V2);
+      await tx.collection(V2).insert({ id: 1001, name: 'after', age: 2, kind: 'b', nick: 'n' });
+      await tx.collection(V2).update(4, { nick: 'four' });
+    });
+    const c = await db.register(V2);
+    expect(await c.count()).toBe(302);
+    expect(await c.get(1000)).toEqual({ id: 1000, name: 'before', age: 1, kind: 'a' });
+    expect(await c.get(1001)).toEqual({ id: 1001, name: 'after', age: 2, kind: 'b', nick: 'n' });
+    expect((await c.get(3))!.age).toBe(99);
+    expect((await c.get(4))!.nick).toBe('four');
+    expect((await c.query().where('nick', 'is not', null).toArray()).map((r) => r.id).sort((a, b) => a - b)).toEqual([4, 1001]);
+    expect((await db.verify()).ok).toBe(true);
+  });
 });

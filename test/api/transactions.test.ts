@@ -310,11 +310,21 @@ describe.each(MODES)('db.transaction (%s)', (mode) => {
     expect((await db.verify()).ok).toBe(true);
   });
 
-  it.todo(
-    'insertMany() inside db.transaction() is not all-or-nothing when its error is caught: ' +
-    'tx.collection(M).insertMany([a, b, existing]) rejects with DUPLICATE_KEY but a and b stay in the transaction and are committed ' +
-    '(each row is inserted directly into the open transaction; there is no savepoint to undo the partial call)',
-  );
+  it('a failed insertMany() inside db.transaction() leaves nothing: the transaction can only roll back', async () => {
+    const { db, accounts } = await setup(mode, 10);
+    const before = await state(accounts);
+    const err = await db.transaction(async (tx) => {
+      const a = tx.collection(Accounts);
+      await a.insert(account(200));
+      const caught = await a.insertMany([account(300), account(301), account(3)]).catch((e: unknown) => e);
+      expect(caught).toMatchObject({ code: 'DUPLICATE_KEY' });
+      return 'callback finished';
+    }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'DUPLICATE_KEY' });
+    expect(await state(accounts)).toEqual(before);
+    expect(await accounts.get(200)).toBeUndefined();
+    expect(await accounts.get(300)).toBeUndefined();
+  });
 
   it('snapshotBytes() taken during an open transaction holds only the committed state', async () => {
     const { db, accounts } = await setup(mode, 10, { cacheSize: 2 ** 20 });
