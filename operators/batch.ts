@@ -1,6 +1,7 @@
 // Columnar batches: a length and one vector per path the query needs. Numbers and
 // timestamps travel as Float64Array (timestamps as epoch ms) with an absent mask; everything
 // else as a plain array where `undefined` means absent. Row objects are built only at the edge.
+import { pathVector } from './paths.js';
 
 export interface F64Vector {
   readonly kind: 'f64';
@@ -60,7 +61,15 @@ export function sliceBatch(b: Batch, from: number, to: number): Batch {
   return { length: Math.max(0, Math.min(to, b.length) - from), vectors };
 }
 
-/** Concatenates batches with the same paths. */
+/**
+ * A batch's vector for `path`. Derived dotted vectors ('meta.score') are cached on a batch only
+ * once something asked for them, so batches of one stream may differ there: derive on demand.
+ */
+function vectorOf(b: Batch, path: string): Vector {
+  return b.vectors.get(path) ?? pathVector(b, path);
+}
+
+/** Concatenates batches with the same paths (derived dotted paths are filled in where missing). */
 export function concatBatches(batches: readonly Batch[]): Batch {
   const length = batches.reduce((n, b) => n + b.length, 0);
   const vectors = new Map<string, Vector>();
@@ -71,7 +80,7 @@ export function concatBatches(batches: readonly Batch[]): Batch {
       let absent: Uint8Array | null = null;
       let at = 0;
       for (const b of batches) {
-        const v = b.vectors.get(path) as F64Vector;
+        const v = vectorOf(b, path) as F64Vector;
         values.set(v.values, at);
         if (v.absent) (absent ??= new Uint8Array(length)).set(v.absent, at);
         at += b.length;
@@ -81,7 +90,7 @@ export function concatBatches(batches: readonly Batch[]): Batch {
       const values: unknown[] = new Array(length);
       let at = 0;
       for (const b of batches) {
-        const v = b.vectors.get(path)!;
+        const v = vectorOf(b, path);
         for (let i = 0; i < b.length; i++) values[at + i] = valueAt(v, i);
         at += b.length;
       }

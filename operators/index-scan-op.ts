@@ -74,12 +74,15 @@ export class IndexScanOp implements Operator {
       }
       return batch.length > 0 ? batch : null;
     };
+    // Batches grow from 16 rows to the full size, so first() or limit(5) fetches few rows.
+    let want = Math.min(16, ctx.batchSize);
     for await (const slice of ctx.reader.slices(this.indexTree, this.bounds)) {
       throwIfAborted(ctx.signal);
       for (let k = 0; k < slice.end - slice.start; k++) {
         const i = this.bounds.reverse ? slice.end - 1 - k : slice.start + k;
         keys.push(Buffer.from(keySuffix(slice.leaf.key(i), this.indexParts)));
-        if (keys.length >= ctx.batchSize) {
+        if (keys.length >= want) {
+          want = Math.min(want * 4, ctx.batchSize);
           const b = await flush();
           if (b) yield b;
         }

@@ -110,6 +110,7 @@ export class SortOp implements Operator {
         }
       }
       if (runs.length === 0) {
+        if (pending.length === 0) return; // no input rows: nothing to sort (an empty batch has no key vectors)
         let sorted = sortBatch(concatBatches(pending), this.keys);
         pending = [];
         if (Number.isFinite(this.limit)) sorted = gatherBatch(sorted, range(Math.min(this.limit, sorted.length)));
@@ -120,7 +121,7 @@ export class SortOp implements Operator {
       }
       await spillSorted();
       let produced = 0;
-      for await (const batch of mergeRuns(ctx, runs, this.keys, `${this.name}#${this.id}`, fanIn(), stats)) {
+      for await (const batch of mergeRuns(ctx, runs, this.keys, `${this.name}#${this.id}`, fanIn(), chunkRows(), stats)) {
         const take = Math.min(batch.length, this.limit - produced);
         yield take === batch.length ? batch : gatherBatch(batch, range(take));
         produced += take;
@@ -164,7 +165,7 @@ async function writeRun(ctx: ExecContext, label: string, sorted: Batch, chunk: n
 }
 
 /** K-way merge of sorted runs; more runs than the fan-in are first merged into longer runs. */
-async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly SortKey[], label: string, fanIn: number, stats?: { spilledBytes: number; spillRuns: number }): AsyncGenerator<Batch> {
+async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly SortKey[], label: string, fanIn: number, chunk: number, stats?: { spilledBytes: number; spillRuns: number }): AsyncGenerator<Batch> {
   // Each pass merges consecutive groups, keeping run order so ties stay in input order.
   while (runs.length > fanIn) {
     const merged: SpillRun[] = [];
@@ -174,9 +175,12 @@ async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly Sor
       const writer = ctx.spill.createRun(label);
       try {
         for await (const b of mergeGroup(ctx, group, keys)) {
-          const bytes = encodeBatch(b);
-          await writer.append(bytes);
-          if (stats) stats.spilledBytes += bytes.byteLength;
+          // Records of `chunk` rows, like the first runs: the next merge holds one per run in budget.
+          for (let from = 0; from < b.length; from += chunk) {
+            const bytes = encodeBatch(gatherBatch(b, range(Math.min(chunk, b.length - from), from)));
+            await writer.append(bytes);
+            if (stats) stats.spilledBytes += bytes.byteLength;
+          }
         }
         merged.push(await writer.finish());
         if (stats) stats.spillRuns++;

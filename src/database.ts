@@ -1,6 +1,7 @@
 // The public entry point. This milestone covers what concerns storage: opening (file,
 // memory, snapshot image), recovery info, snapshot bytes, backup, compact, verify, stats
 // and close. Collections and queries slot in on top of `engine`.
+import type { BlockStore } from '../storage/block-store.js';
 import type { Cell } from '../storage/btree.js';
 import { ModelVaultError } from '../storage/errors.js';
 import { StorageEngine, type EngineTxn, type StorageStats, type VerifyReport } from '../storage/engine.js';
@@ -246,6 +247,12 @@ export class Database implements AsyncDisposable {
   static async openInMemory(opts: InMemoryOptions = {}): Promise<Database> {
     checkOptions(opts);
     return new Database(await StorageEngine.openMemory(opts), opts.memoryLimit ?? DEFAULT_MEMORY_LIMIT);
+  }
+
+  /** @internal A database over a caller's BlockStore (fault-injection tests); mirrors openInMemory. */
+  static async openStore(store: BlockStore, opts: Omit<OpenOptions, 'create' | 'lockTimeoutMs'> = {}): Promise<Database> {
+    checkOptions(opts);
+    return new Database(await StorageEngine.openStore(store, opts), opts.memoryLimit ?? DEFAULT_MEMORY_LIMIT);
   }
 
   /**

@@ -110,9 +110,17 @@ async function* ndjsonLines(path: string, progress: { bytes: number }): AsyncGen
 async function* csvLines(path: string, model: Model, progress: { bytes: number }): AsyncGenerator<SourceLine> {
   const stream = fs.createReadStream(path);
   stream.on('data', (chunk) => { progress.bytes += chunk.length; });
-  const parser = stream.pipe(parseCsv({ columns: true, relax_column_count: false, skip_empty_lines: true, info: true, max_record_size: 64 * 2 ** 20 }));
+  // A malformed record (wrong number of columns, bad quoting) is reported as its own bad line,
+  // in line order, and parsing goes on: with onError 'skip' the rows around it are kept.
+  const malformed: SourceLine[] = [];
+  const parser = stream.pipe(parseCsv({
+    columns: true, relax_column_count: false, skip_empty_lines: true, info: true, max_record_size: 64 * 2 ** 20,
+    skip_records_with_error: true,
+    on_skip: (err) => { malformed.push({ line: (err as { lines?: number } | undefined)?.lines ?? -1, error: err?.message ?? 'malformed CSV record' }); return undefined; },
+  }));
   try {
     for await (const rec of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
+      while (malformed.length > 0 && malformed[0].line < rec.info.lines) yield malformed.shift()!;
       const row: Record<string, unknown> = {};
       for (const [k, text] of Object.entries(rec.record)) {
         const v = fromCsvCell(model.fields[k], text);
@@ -120,6 +128,7 @@ async function* csvLines(path: string, model: Model, progress: { bytes: number }
       }
       yield { line: rec.info.lines, row };
     }
+    yield* malformed.splice(0);
   } catch (err) {
     if ((err as { code?: string }).code?.startsWith('CSV_')) {
       const e = err as { lines?: number; message: string };

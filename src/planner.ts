@@ -326,7 +326,8 @@ function chooseAccess(reader: TreeReader, base: { meta: CollectionMeta; rowCount
   for (const ix of meta.indexes) {
     const r = keyRange(ix.fields, conjuncts);
     const bounded = r.eq.length > 0 || r.range.lower !== undefined || r.range.upper !== undefined;
-    const ordered = order.length > 0 && orderMatches(ix.fields, r.eq.length);
+    // Index keys end with the primary key, so ties come out in primary-key order.
+    const ordered = order.length > 0 && orderMatches([...ix.fields, ...meta.primaryKey], r.eq.length);
     if (!bounded && !ordered) continue;
     const bounds = bounded ? boundsFor(r.eq, r.range) : {};
     const estimate = countRangeSync(reader.nodeSource, reader.treeRootSync(ix.tree), bounds, cap);

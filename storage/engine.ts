@@ -321,6 +321,12 @@ export class StorageEngine {
     return new StorageEngine(pager, null, null, opts);
   }
 
+  /** @internal An engine over a caller's store (fault-injection tests): no lock, no path; the store is closed with the engine. */
+  static async openStore(store: BlockStore, opts: PagerOptions = {}): Promise<StorageEngine> {
+    const pager = await Pager.open(store, opts);
+    return new StorageEngine(pager, null, null, opts);
+  }
+
   /** @internal Catalog lookups of one committed generation (the newest one asked for). */
   treeInfoCache(generation: number): Map<string, TreeInfo | undefined> {
     if (this.infoCache.generation !== generation) {

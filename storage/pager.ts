@@ -175,6 +175,7 @@ export class Pager {
 
   /** A verified page through the buffer pool. */
   async readPage(pageNo: number, expect?: PageType): Promise<CachedPage> {
+    if (this.closed) throw new ModelVaultError('CLOSED', 'the database is closed');
     const hit = this.pool.get(pageNo);
     if (hit) return checkType(hit, pageNo, this.pageSize, expect);
     this.assertReadable(pageNo);
@@ -184,6 +185,7 @@ export class Pager {
 
   /** Synchronous variant for point lookups: a pool hit costs no promise at all. */
   readPageSync(pageNo: number, expect?: PageType): CachedPage {
+    if (this.closed) throw new ModelVaultError('CLOSED', 'the database is closed');
     const hit = this.pool.get(pageNo);
     if (hit) return checkType(hit, pageNo, this.pageSize, expect);
     this.assertReadable(pageNo);
@@ -195,6 +197,7 @@ export class Pager {
    * consecutive page numbers (up to 1 MiB), verified, and put in the pool.
    */
   async prefetch(pageNos: readonly number[]): Promise<void> {
+    this.assertOpen();
     const missing = pageNos.filter((p) => !this.pool.has(p) && p > 0 && p < this.highWater).sort((a, b) => a - b);
     const maxPages = Math.max(1, Math.floor(MAX_READ_BYTES / this.pageSize));
     for (let i = 0; i < missing.length;) {
@@ -378,14 +381,15 @@ export class Pager {
         return all;
       };
       const perPage = Math.floor((this.pageSize - PAGE_HEADER_BYTES - FREELIST_HEADER_BYTES) / 8);
-      const pagesNeeded = Math.ceil(everythingFree().rangeCount / perPage);
-      // Taking the highest free pages only shortens ranges, so the count cannot grow.
+      const all = everythingFree();
+      // A page taken for the list can split a range of `all` (a reusable page between pages this
+      // commit freed), adding a range: recount after each page taken.
       const listPages: number[] = [];
-      for (let i = 0; i < pagesNeeded; i++) {
+      while (listPages.length < Math.ceil(all.rangeCount / perPage)) {
         const p = this.reusable.takeLast();
+        if (p >= 0) all.remove(p);
         listPages.push(p >= 0 ? p : this.highWater++);
       }
-      const all = everythingFree();
       const ranges = all.ranges();
       const listImages = new Map<number, DirtyPage>();
       listPages.forEach((pageNo, i) => {
