@@ -181,7 +181,12 @@ export function buildProgram(): Command {
     .addOption(new Option('--on-error <mode>', 'abort: nothing is imported; skip: report bad lines and go on').choices(['abort', 'skip']).default('abort'))
     .action(async (file: string, collection: string, data: string, o: { model?: string; infer?: boolean; key?: string; format?: 'ndjson' | 'csv'; onError: 'abort' | 'skip' }) => {
       if (!fs.existsSync(data)) throw new ModelVaultError('IO', `no such file: ${data}`, { path: data });
+      const created = !fs.existsSync(file);
+      if (created && !o.model && !o.infer) {
+        throw new ModelVaultError('VALIDATION', `${file} does not exist: pass --model module.js or --infer to create collection ${collection}`, { path: '--model' });
+      }
       const db = await Database.open(file, { create: true });
+      let imported = false;
       try {
         let model: Model;
         const existing = (await db.collections()).some((c) => c.name === collection);
@@ -204,8 +209,11 @@ export function buildProgram(): Command {
         progress?.stop();
         const secs = (performance.now() - t0) / 1000;
         out(`imported ${summary.imported} rows into ${collection} (${skippedLines} skipped) in ${secs.toFixed(1)} s, ${Math.round(summary.imported / (secs || 1))} rows/s`);
+        imported = true;
       } finally {
         await db.close();
+        // A file this command created must not stay behind, empty, when the import failed.
+        if (created && !imported) fs.rmSync(file, { force: true });
       }
     });
 
@@ -274,5 +282,11 @@ export async function main(argv: string[]): Promise<number> {
 
 const invokedDirectly = process.argv[1] && /cli\.(ts|js)$/.test(process.argv[1]);
 if (invokedDirectly) {
+  // A reader that went away (`modelvault query ... | head`) is not an error: stop quietly
+  // instead of crashing on an unhandled EPIPE with a stack trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+    throw err;
+  });
   main(process.argv).then((code) => { process.exitCode = code; });
 }
