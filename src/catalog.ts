@@ -55,11 +55,45 @@ export async function readMeta(reader: TreeReader, collection: string): Promise<
 export function decodeMeta(bytes: Uint8Array, collection: string): CollectionMeta {
   try {
     const meta = packr.unpack(bytes) as CollectionMeta;
-    if (!meta || typeof meta.name !== 'string' || !Array.isArray(meta.columns)) throw new Error('shape');
+    if (!isMetaShape(meta)) throw new Error('shape');
     return meta;
   } catch (err) {
     throw new ModelVaultError('CORRUPT', `catalog entry of collection ${collection} is unreadable`, { collection, offset: -1 }, { cause: err });
   }
+}
+
+const FIELD_KINDS: ReadonlySet<string> = new Set(['int', 'bigint', 'float', 'string', 'bool', 'timestamp', 'uuid', 'bytes', 'json', 'list', 'object', 'enum']);
+const isString = (x: unknown): x is string => typeof x === 'string';
+const isRecord = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
+const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
+
+/** A stored field spec that the row codec and validation can use without tripping over it. */
+function isSpecShape(spec: unknown, depth: number): boolean {
+  if (depth > 64 || !isRecord(spec) || !isString(spec.kind) || !FIELD_KINDS.has(spec.kind)) return false;
+  if (typeof spec.optional !== 'boolean' || typeof spec.hasDefault !== 'boolean' || !isRecord(spec.constraints)) return false;
+  const re = spec.constraints.regex;
+  if (re !== undefined) {
+    if (!isRecord(re) || !isString(re.source) || !isString(re.flags)) return false;
+    try { new RegExp(re.source, re.flags); } catch { return false; }
+  }
+  if (spec.kind === 'list' && !isSpecShape(spec.element, depth + 1)) return false;
+  if (spec.kind === 'object' && (!isRecord(spec.shape) || !Object.values(spec.shape).every((s) => isSpecShape(s, depth + 1)))) return false;
+  if (spec.kind === 'enum' && (!Array.isArray(spec.values) || !spec.values.every(isString))) return false;
+  return true;
+}
+
+/** The catalog entry's structure: a damaged entry is CORRUPT, not a TypeError later in the row codec. */
+function isMetaShape(m: unknown): m is CollectionMeta {
+  if (!isRecord(m) || !isString(m.name) || !Number.isSafeInteger(m.version) || !isString(m.rowsTree) || !isRecord(m.fields)) return false;
+  const fields = m.fields;
+  if (!Object.values(fields).every((s) => isSpecShape(s, 0))) return false;
+  const inFields = (f: unknown) => isString(f) && has(fields, f);
+  const columns = m.columns;
+  if (!Array.isArray(columns) || !columns.every(inFields) || new Set(columns).size !== columns.length) return false;
+  if (!Object.keys(fields).every((f) => columns.includes(f))) return false;
+  if (!Array.isArray(m.primaryKey) || m.primaryKey.length === 0 || !m.primaryKey.every(inFields)) return false;
+  return Array.isArray(m.indexes) && m.indexes.every((ix: unknown) =>
+    isRecord(ix) && isString(ix.name) && isString(ix.tree) && typeof ix.unique === 'boolean' && Array.isArray(ix.fields) && ix.fields.every(inFields));
 }
 
 export async function listCollections(reader: TreeReader): Promise<CollectionMeta[]> {

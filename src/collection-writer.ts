@@ -100,9 +100,10 @@ export class CollectionWriter {
     const row = validateShape(this.layout.meta.fields, input, '', 'insert');
     await this.checkUnique(row, null);
     const key = this.layout.rowKey(row);
+    const indexKeys = this.indexKeys(row); // encoded before the first change: an unencodable key is rejected cleanly
     const result = await this.mutate(() => this.rows.put(key, this.layout.codec.encode(row), 'insert'));
     if (result === 'exists') throw duplicate(this.layout.meta.name, 'primary key', this.layout.meta.primaryKey.map((f) => row[f]));
-    await this.mutate(() => this.addIndexEntries(row));
+    await this.mutate(() => this.addIndexEntries(indexKeys));
     this.rowDelta++;
   }
 
@@ -111,10 +112,11 @@ export class CollectionWriter {
     const key = this.layout.rowKey(row);
     const old = await this.layout.get(this.etx, key);
     await this.checkUnique(row, old ? key : null);
+    const indexKeys = this.indexKeys(row);
     await this.mutate(async () => {
       await this.rows.put(key, this.layout.codec.encode(row), 'upsert');
-      if (old) await this.replaceIndexEntries(old, row);
-      else await this.addIndexEntries(row);
+      if (old) await this.replaceIndexEntries(old, indexKeys);
+      else await this.addIndexEntries(indexKeys);
     });
     if (!old) this.rowDelta++;
   }
@@ -138,9 +140,10 @@ export class CollectionWriter {
       }
     }
     await this.checkUnique(row, key);
+    const indexKeys = this.indexKeys(row);
     await this.mutate(async () => {
       await this.rows.put(key, this.layout.codec.encode(row), 'update');
-      await this.replaceIndexEntries(old, row);
+      await this.replaceIndexEntries(old, indexKeys);
     });
     return true;
   }
@@ -173,13 +176,19 @@ export class CollectionWriter {
     }
   }
 
-  private async addIndexEntries(row: Row): Promise<void> {
-    for (const ix of this.indexes) await ix.tree.put(this.layout.indexKey(ix.meta, row), [], 'upsert');
+  /** The row's key in every index, in index order. */
+  private indexKeys(row: Row): Buffer[] {
+    return this.indexes.map((ix) => this.layout.indexKey(ix.meta, row));
   }
 
-  private async replaceIndexEntries(old: Row, row: Row): Promise<void> {
-    for (const ix of this.indexes) {
-      const before = this.layout.indexKey(ix.meta, old), after = this.layout.indexKey(ix.meta, row);
+  private async addIndexEntries(keys: readonly Buffer[]): Promise<void> {
+    for (let i = 0; i < this.indexes.length; i++) await this.indexes[i].tree.put(keys[i], [], 'upsert');
+  }
+
+  private async replaceIndexEntries(old: Row, keys: readonly Buffer[]): Promise<void> {
+    for (let i = 0; i < this.indexes.length; i++) {
+      const ix = this.indexes[i];
+      const before = this.layout.indexKey(ix.meta, old), after = keys[i];
       if (before.equals(after)) continue;
       await ix.tree.delete(before);
       await ix.tree.put(after, [], 'upsert');

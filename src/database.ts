@@ -4,6 +4,7 @@
 import type { BlockStore } from '../storage/block-store.js';
 import type { Cell } from '../storage/btree.js';
 import { ModelVaultError } from '../storage/errors.js';
+import { MAX_PAGE_SIZE, MIN_PAGE_SIZE } from '../storage/superblock.js';
 import { StorageEngine, type EngineTxn, type StorageStats, type VerifyReport } from '../storage/engine.js';
 import type { RecoveryInfo } from '../storage/pager.js';
 import {
@@ -45,6 +46,9 @@ export interface DatabaseStats extends StorageStats {
 const DEFAULT_MEMORY_LIMIT = 256 * 2 ** 20;
 
 function checkOptions(opts: OpenOptions): void {
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) {
+    throw new ModelVaultError('VALIDATION', 'options must be an object', { path: 'options' });
+  }
   const positive = (name: keyof OpenOptions, min: number) => {
     const v = opts[name];
     if (v === undefined) return;
@@ -56,6 +60,14 @@ function checkOptions(opts: OpenOptions): void {
   positive('memoryLimit', 0);
   positive('lockTimeoutMs', 0);
   positive('pageSize', 0);
+  // Checked before the file is touched: a refused open must not leave an empty file behind.
+  const { pageSize } = opts;
+  if (pageSize !== undefined && (!Number.isInteger(pageSize) || pageSize < MIN_PAGE_SIZE || pageSize > MAX_PAGE_SIZE || (pageSize & (pageSize - 1)) !== 0)) {
+    throw new ModelVaultError('VALIDATION', `pageSize must be a power of two between ${MIN_PAGE_SIZE} and ${MAX_PAGE_SIZE}`, { path: 'pageSize' });
+  }
+  for (const name of ['readOnly', 'create'] as const) {
+    if (opts[name] !== undefined && typeof opts[name] !== 'boolean') throw new ModelVaultError('VALIDATION', `${name} must be a boolean`, { path: name });
+  }
   if (opts.recovery !== undefined && opts.recovery !== 'truncate' && opts.recovery !== 'strict') {
     throw new ModelVaultError('VALIDATION', `recovery must be 'truncate' or 'strict'`, { path: 'recovery' });
   }
@@ -232,8 +244,8 @@ export class Database implements AsyncDisposable {
    * @example const db = await Database.open('app.modelvault', { cacheSize: 64 * 2 ** 20 });
    */
   static async open(path: string, opts: OpenOptions = {}): Promise<Database> {
-    if (typeof path !== 'string' || path.length === 0) {
-      throw new ModelVaultError('VALIDATION', 'path must be a non-empty string', { path: 'path' });
+    if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) {
+      throw new ModelVaultError('VALIDATION', 'path must be a non-empty string without NUL bytes', { path: 'path' });
     }
     checkOptions(opts);
     const engine = await StorageEngine.open(path, opts);

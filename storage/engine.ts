@@ -380,7 +380,7 @@ export class StorageEngine {
     await this.writeQueue;
   }
 
-  /** The committed state as the bytes of a valid file (slot 0 superblock, slot 1 blank). */
+  /** The committed state as the bytes of a valid file (its superblock in slot generation % 2, the other slot blank). */
   async snapshotBytes(): Promise<Uint8Array> {
     this.assertOpen();
     const chunks: Uint8Array[] = [];

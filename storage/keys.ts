@@ -27,6 +27,10 @@ function partBytes(part: KeyPart): Uint8Array {
     if (part < -(2n ** 63n) || part >= 2n ** 63n) throw new ModelVaultError('VALIDATION', 'a bigint key must fit in 64 bits', {});
     return toBufferKey(part);
   }
+  // ordered-binary throws a RangeError for strings past its buffer (~10 KB): refuse long ones first.
+  if (typeof part === 'string' && part.length > MAX_KEY_PART_BYTES / 3 && Buffer.byteLength(part, 'utf8') > MAX_KEY_PART_BYTES) {
+    throw new ModelVaultError('VALIDATION', `key component of ${Buffer.byteLength(part, 'utf8')} bytes exceeds ${MAX_KEY_PART_BYTES}`, {});
+  }
   if (typeof part === 'string' || typeof part === 'boolean') return toBufferKey(part);
   throw new ModelVaultError('VALIDATION', `a ${typeof part} cannot be part of a key`, {});
 }

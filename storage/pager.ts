@@ -464,7 +464,9 @@ export class Pager {
 
   /**
    * The committed image as file bytes, produced chunk by chunk under a snapshot pin (so the
-   * pages cannot be reused while they are copied). Slot 0 holds the superblock; slot 1 is blank.
+   * pages cannot be reused while they are copied). The superblock goes in slot `generation % 2`,
+   * where its commit put it, and the other slot is blank: the image's next commit then writes
+   * the blank slot, so a torn superblock write cannot destroy the only valid superblock.
    */
   async *committedImage(chunkBytes = 4 << 20): AsyncGenerator<Uint8Array> {
     using snap = this.pinSnapshot();
@@ -476,7 +478,7 @@ export class Pager {
       const bytes = await this.store.read(offset, Math.min(chunk, total - offset));
       if (offset === 0) {
         bytes.fill(0, SUPERBLOCK_OFFSETS[0], SUPERBLOCK_OFFSETS[1] + SUPERBLOCK_BYTES);
-        bytes.set(encodeSuperblock(sb), SUPERBLOCK_OFFSETS[0]);
+        bytes.set(encodeSuperblock(sb), SUPERBLOCK_OFFSETS[sb.generation % 2]);
       }
       yield bytes;
     }

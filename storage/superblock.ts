@@ -95,6 +95,7 @@ export function decodeSuperblock(bytes: Uint8Array): Superblock | null {
     freePageCount: getU64(view, 32),
     committedAtMs: view.getFloat64(40, true),
   };
+  if (!Number.isSafeInteger(sb.generation) || !Number.isSafeInteger(sb.freePageCount)) return null; // counters stay below 2^53 (FORMAT.md)
   if (sb.pageCount < 1 || sb.pageCount >= 2 ** 32) return null;
   if (sb.catalogRoot >= sb.pageCount || sb.freeListRoot >= sb.pageCount) return null;
   return sb;
