@@ -3,14 +3,20 @@
 //
 //   npm run bench                                   defaults: N=200000, SIZE_GB=2
 //   N=50000 SIZE_GB=0.25 npm run bench              a quicker run
-//   ONLY=btree,page-read npm run bench              a subset (btree, scan-large-file, page-read)
+//   ONLY=btree,page-read npm run bench              a subset (btree, scan-large-file, page-read,
+//                                                   write-path, query-engines, spill-operators)
+//   npm run bench -- --big                          also the slow cases: 20M-row insertMany
+//                                                   (write-path) and the 10M-row sort (spill-operators)
 //
-// The large file is built on first use (minutes for 2 GiB) and cached in bench/out/.
+// The large file is built on first use (minutes for 2 GiB) and cached in bench/out/. The three
+// comparison benchmarks (against better-sqlite3, DuckDB, lmdb-js) run their own cases each in a
+// child process and also write bench/out/<name>.json; N sets their row count too (default 1M).
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import type { ScanLargeResult } from './scan-large-file.js';
 import type { PageReadResult } from './page-read.js';
 import { ensureBigFile, bigFileSpec } from './big-file.js';
+import type { GroupReport } from './compare.js';
 import { GiB, fmtRatio, mibps, printTable, runChild, si } from './harness.js';
 
 interface BtreeResult {
@@ -24,12 +30,14 @@ const wanted = (name: string) => !only || only.includes(name);
 const summary: string[][] = [['benchmark', 'figure', 'ModelVault', 'baseline (same run)', 'ratio']];
 const failures: string[] = [];
 
-async function step<T>(name: string, script: string, record: (r: T) => void): Promise<void> {
+const bigCases = process.argv.includes('--big') || process.env.BIG === '1';
+
+async function step<T>(name: string, script: string, record: (r: T) => void, env: NodeJS.ProcessEnv = {}): Promise<void> {
   if (!wanted(name)) return;
   console.log(`\n━━ ${name} (${script}) ━━`);
   const t0 = performance.now();
   try {
-    record(await runChild<T>(new URL(script, import.meta.url)));
+    record(await runChild<T>(new URL(script, import.meta.url), [], env));
     console.log(`━━ ${name} done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   } catch (err) {
     failures.push(`${name}: ${(err as Error).message}`);
@@ -79,6 +87,30 @@ await step<PageReadResult>('page-read', './page-read.ts', (r) => {
   }
   if (!r.coldAvailable) summary.push(['page read', 'cold cache', 'not measured', r.coldHow, '']);
 });
+
+// The comparison benchmarks: one summary line per engine and group, ratio = ModelVault ÷ peer.
+interface CompareResult { name: string; loadStart: number[]; loadEnd: number[]; groups: GroupReport[]; failures: string[] }
+const recordCompare = (r: CompareResult) => {
+  for (const g of r.groups) {
+    const primary = g.rows.find((x) => x.engine === g.primary);
+    for (const x of g.rows) {
+      if (x === primary) continue;
+      const mem = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
+      summary.push([`${r.name}: ${g.title.slice(0, 70)}`, `rows/s vs ${x.engine}`,
+        primary && !primary.error ? `${si(primary.rowsPerSec)} (RSS ${mem(primary.peakRssKiB)}${primary.rssBudgetKiB ? `, budget ${mem(primary.rssBudgetKiB)} ${primary.withinBudget ? 'ok' : 'OVER'}` : ''})` : 'failed',
+        x.error ? 'failed' : `${si(x.rowsPerSec)} (RSS ${mem(x.peakRssKiB)})`, x.ratio === undefined ? '' : fmtRatio(x.ratio)]);
+    }
+    if (g.rows.length === 1 && primary && !primary.error) {
+      summary.push([`${r.name}: ${g.title.slice(0, 70)}`, 'rows/s', si(primary.rowsPerSec),
+        primary.rssBudgetKiB ? `peak RSS ${(primary.peakRssKiB / 1024).toFixed(0)} MiB, budget ${(primary.rssBudgetKiB / 1024).toFixed(0)} MiB (${primary.withinBudget ? 'within' : 'OVER'})` : '', '']);
+    }
+  }
+  for (const f of r.failures) failures.push(`${r.name} ${f}`);
+};
+const compareEnv = bigCases ? { BIG: '1' } : {};
+await step<CompareResult>('write-path', './write-path.ts', recordCompare, compareEnv);
+await step<CompareResult>('query-engines', './query-engines.ts', recordCompare, compareEnv);
+await step<CompareResult>('spill-operators', './spill-operators.ts', recordCompare, compareEnv);
 
 console.log(`\nload average at the end: ${load()}`);
 console.log('\n━━ summary (medians; ratio = ModelVault / baseline, >1 = ModelVault faster, except peak RSS = used / budget) ━━');

@@ -10,6 +10,7 @@
 import { ModelVaultError, corruptAt } from './errors.js';
 import { PAGE_HEADER_BYTES, PageType, pageBody, sealPage } from './page.js';
 import type { Pager, WriteTxn } from './pager.js';
+import type { CachedPage } from './buffer-pool.js';
 import { alignedBuffer } from './block-store.js';
 import {
   BranchView, LeafView, MutableBranch, MutableLeaf, OverflowRef, asBuffer, branchFixedBytes, childIndexFor,
@@ -48,17 +49,27 @@ export interface NodeSource {
   prefetch(pageNos: readonly number[]): Promise<void>;
 }
 
-/** Committed pages through the buffer pool; the decoded node is cached with the page. */
+/**
+ * Committed pages through the buffer pool; the decoded node is cached with the page.
+ * `maxGeneration` is the reader's snapshot: a page written by a later generation can only
+ * mean another process reused it under a read-only open, so the read fails instead of
+ * mixing two states.
+ */
 export class CommittedSource implements NodeSource {
-  constructor(readonly pager: Pager) {}
+  constructor(readonly pager: Pager, readonly maxGeneration = Infinity) {}
 
   node(pageNo: number): NodeLike {
-    const entry = this.pager.readPageSync(pageNo);
-    return (entry.decoded ??= decodeNode(asBuffer(pageBody(entry.bytes, entry.info)), entry.info, pageNo * this.pager.pageSize)) as NodeLike;
+    return this.decoded(pageNo, this.pager.readPageSync(pageNo));
   }
 
   async nodeAsync(pageNo: number): Promise<NodeLike> {
-    const entry = await this.pager.readPage(pageNo);
+    return this.decoded(pageNo, await this.pager.readPage(pageNo));
+  }
+
+  private decoded(pageNo: number, entry: CachedPage): NodeLike {
+    if (entry.info.generation > this.maxGeneration) {
+      throw new ModelVaultError('ABORTED', `the file was changed by another process during this read (page ${pageNo} is of generation ${entry.info.generation}, the snapshot of ${this.maxGeneration}); reopen to read the new state`, { pageNo, generation: entry.info.generation });
+    }
     return (entry.decoded ??= decodeNode(asBuffer(pageBody(entry.bytes, entry.info)), entry.info, pageNo * this.pager.pageSize)) as NodeLike;
   }
 

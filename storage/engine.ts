@@ -151,7 +151,7 @@ export class EngineSnapshot extends TreeReader implements Disposable {
   protected readonly source: NodeSource;
   constructor(readonly engine: StorageEngine, private readonly snap: Snapshot) {
     super();
-    this.source = new CommittedSource(engine.pager);
+    this.source = new CommittedSource(engine.pager, snap.generation);
   }
   /** Tree references change only by commits, so they are cached per generation, engine-wide. */
   private get infoCache(): Map<string, TreeInfo | undefined> {
