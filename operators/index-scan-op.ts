@@ -1,7 +1,7 @@
 // Index scan: walks an index tree within key bounds, takes each entry's primary key (the key
 // suffix after the index components) and fetches the row from the rows tree. A residual
 // predicate (the part of the filter the index bounds do not cover) runs on the fetched rows.
-import { treeGet, type KeyBounds } from '../storage/btree.js';
+import { treeGet, type Cell, type KeyBounds } from '../storage/btree.js';
 import { keySuffix } from '../storage/keys.js';
 import type { Batch, Vector } from './batch.js';
 import { compilePredicate, exprToString, selectRows, type Expr } from './expr.js';
@@ -39,11 +39,12 @@ export class IndexScanOp implements Operator {
     const selection = { buf: new Uint32Array(1024) };
     let keys: Buffer[] = [];
     const flush = async (): Promise<Batch | null> => {
-      const rows = [];
-      for (const key of keys) {
-        const cells = await treeGet(src, rowsRoot, key);
-        if (cells) rows.push(cells);
-      }
+      // Rows are fetched in primary-key order (neighbouring keys share leaves, so the pool
+      // serves them), then put back in index order.
+      const order = keys.map((_, i) => i).sort((a, b) => Buffer.compare(keys[a], keys[b]));
+      const fetched: (Cell[] | undefined)[] = new Array(keys.length);
+      for (const i of order) fetched[i] = await treeGet(src, rowsRoot, keys[i]);
+      const rows = fetched.filter((r): r is Cell[] => r !== undefined);
       keys = [];
       const n = rows.length;
       const vectors = new Map<string, Vector>();

@@ -139,6 +139,15 @@ export class Database implements AsyncDisposable {
   async register<M extends Model>(model: M): Promise<Collection<M>> {
     if (!isModelLike(model)) throw new ModelVaultError('VALIDATION', 'register() needs a model made with model()', { path: 'model' });
     model = asModel(model) as M;
+    // A model that matches the stored schema needs no write (so read-only opens can register).
+    const unchanged = await this.scope.read(async (reader) => {
+      const stored = await readMeta(reader, model.name);
+      return stored !== undefined && diffSchema(stored, model).length === 0;
+    });
+    if (unchanged) {
+      this.models.set(model.name, model);
+      return new Collection(this.host, model);
+    }
     await this.scope.write(async (etx) => {
       const stored = await readMeta(etx, model.name);
       if (!stored) return createCollection(etx, initialMeta(model));

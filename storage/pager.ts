@@ -101,7 +101,9 @@ export class Pager {
   static async open(store: BlockStore, opts: PagerOptions = {}): Promise<Pager> {
     const cacheSize = opts.cacheSize ?? 64 * 2 ** 20;
     const readOnly = opts.readOnly ?? false;
-    const maxDirtyBytes = opts.maxDirtyBytes ?? Math.max(2 << 20, Math.min(8 << 20, cacheSize / 8));
+    // Large enough that index leaves touched at random stay in memory for a whole bulk load
+    // (flushing them early rewrites each many times), small enough to stay within the cache budget.
+    const maxDirtyBytes = opts.maxDirtyBytes ?? Math.max(4 << 20, Math.min(32 << 20, cacheSize / 2));
     if (store.size() === 0) {
       if (readOnly) throw new ModelVaultError('NOT_A_DATABASE', 'the file is empty');
       const pageSize = opts.pageSize ?? DEFAULT_PAGE_SIZE;
@@ -208,7 +210,11 @@ export class Pager {
       const bytes = await this.store.read(start * this.pageSize, count * this.pageSize);
       for (let k = 0; k < count; k++) {
         if (this.pool.has(start + k)) continue;
-        this.admit(start + k, bytes.subarray(k * this.pageSize, (k + 1) * this.pageSize));
+        // Each page gets its own buffer: a view would keep the whole 1 MiB read alive while the
+        // pool counts only one page of it, and RSS would outgrow cacheSize.
+        const page = alignedBufferUnsafe(this.pageSize);
+        page.set(bytes.subarray(k * this.pageSize, (k + 1) * this.pageSize));
+        this.admit(start + k, page);
       }
       i = j;
     }
