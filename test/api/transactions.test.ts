@@ -333,7 +333,7 @@ describe.each(MODES)('db.transaction (%s)', (mode) => {
     const tx = db.transaction(async (t) => {
       const a = t.collection(Accounts);
       // enough to make the transaction write pages out before its commit
-      await a.insertMany(Array.from({ length: 3000 }, (_, i) => ({ ...account(1000 + i), pad: 'x'.repeat(1000) })));
+      await a.insertMany(Array.from({ length: 6000 }, (_, i) => ({ ...account(1000 + i), pad: 'x'.repeat(1000) })));
       await a.update(1, { balance: -1 });
       written.open();
       const inside = await db.snapshotBytes(); // also from inside the callback
@@ -361,12 +361,12 @@ describe.each(MODES)('db.transaction (%s)', (mode) => {
     const after = await Database.openSnapshotBytes(await db.snapshotBytes());
     try {
       const c = await after.register(Accounts);
-      expect(await c.count()).toBe(3010);
+      expect(await c.count()).toBe(6010);
       expect((await c.get(1))!.balance).toBe(-1);
     } finally {
       await after.close();
     }
-    expect(await accounts.count()).toBe(3010);
+    expect(await accounts.count()).toBe(6010);
   });
 
   it('transaction() needs a function', async () => {
