@@ -9,6 +9,7 @@ import { valueAt, type Batch, type Vector } from './batch.js';
 import { compareValues } from './expr.js';
 import { run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats } from './operator.js';
 import { pathVector } from './paths.js';
+import { hashValue } from './hash.js';
 import type { Reservation } from '../storage/memory-pool.js';
 import { ModelVaultError } from '../storage/errors.js';
 
@@ -96,15 +97,6 @@ function groupKey(values: readonly unknown[]): unknown {
   return values.map((v) => `${typeof v}:${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`).join('\u0000');
 }
 
-function hashKey(key: unknown, seed: number): number {
-  const s = typeof key === 'string' ? key : `${typeof key}:${String(key)}`;
-  let h = 0x811c9dc5 ^ seed;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  h ^= h >>> 15;
-  h = Math.imul(h, 0x2c1b3c6d);
-  h ^= h >>> 12;
-  return h >>> 0;
-}
 
 function estimateKey(values: readonly unknown[]): number {
   let n = 0;
@@ -270,7 +262,7 @@ class SpillPartitions {
 
   async write(table: Map<unknown, Group>): Promise<void> {
     const buckets: Group[][] = Array.from({ length: PARTITIONS }, () => []);
-    for (const [key, g] of table) buckets[hashKey(key, this.level * 0x9e3779b9) % PARTITIONS].push(g);
+    for (const [key, g] of table) buckets[hashValue(key, this.level * 0x9e3779b9) % PARTITIONS].push(g);
     for (let p = 0; p < PARTITIONS; p++) {
       // Chunks of groups keep each record small, so reading back needs little memory.
       for (let from = 0; from < buckets[p].length; from += 512) {

@@ -7,6 +7,7 @@ import type { SpillRun } from '../storage/spill-space.js';
 import { batchBytes, concatBatches, gatherBatch, valueAt, type Batch, type Vector } from './batch.js';
 import { run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats } from './operator.js';
 import { pathVector } from './paths.js';
+import { hashValue } from './hash.js';
 import { decodeBatch, encodeBatch } from './spill-codec.js';
 import type { Reservation } from '../storage/memory-pool.js';
 
@@ -32,14 +33,6 @@ function joinKey(v: unknown): unknown {
   return v;
 }
 
-function hash(key: unknown, seed: number): number {
-  const s = typeof key === 'string' ? key : `${typeof key}:${String(key)}`;
-  let h = 0x811c9dc5 ^ seed;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0x5bd1e995);
-  return (h ^ (h >>> 15)) >>> 0;
-}
 
 export class HashJoinOp implements Operator {
   readonly name = 'HashJoin';
@@ -291,7 +284,7 @@ async function partition(ctx: ExecContext, source: Source, path: string, seed: n
       const buckets: number[][] = Array.from({ length: PARTITIONS }, () => []);
       for (let i = 0; i < b.length; i++) {
         const k = joinKey(valueAt(keys, i));
-        buckets[k === undefined ? 0 : hash(k, seed * 0x9e3779b9) % PARTITIONS].push(i);
+        buckets[k === undefined ? 0 : hashValue(k, seed * 0x9e3779b9) % PARTITIONS].push(i);
       }
       for (let p = 0; p < PARTITIONS; p++) {
         if (buckets[p].length === 0) continue;

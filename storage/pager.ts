@@ -224,22 +224,18 @@ export class Pager {
   async readRun(start: number, count: number, expect: PageType): Promise<Uint8Array[]> {
     this.assertReadable(start);
     this.assertReadable(start + count - 1);
-    const bytes = await this.store.read(start * this.pageSize, count * this.pageSize);
-    this.pool.bytesRead += bytes.byteLength;
-    const bodies: Uint8Array[] = [];
-    for (let k = 0; k < count; k++) {
-      const page = bytes.subarray(k * this.pageSize, (k + 1) * this.pageSize);
-      const info = verifyPage(page, start + k, (start + k) * this.pageSize, expect);
-      bodies.push(pageBody(page, info));
-    }
-    return bodies;
+    return this.runBodies(await this.store.read(start * this.pageSize, count * this.pageSize), start, count, expect);
   }
 
   /** Synchronous `readRun`, for the rare overflow value met on a synchronous path. */
   readRunSync(start: number, count: number, expect: PageType): Uint8Array[] {
     this.assertReadable(start);
     this.assertReadable(start + count - 1);
-    const bytes = this.store.readSync(start * this.pageSize, count * this.pageSize);
+    return this.runBodies(this.store.readSync(start * this.pageSize, count * this.pageSize), start, count, expect);
+  }
+
+  /** Verifies each page of a run read in one piece and returns their bodies. */
+  private runBodies(bytes: Uint8Array, start: number, count: number, expect: PageType): Uint8Array[] {
     this.pool.bytesRead += bytes.byteLength;
     const bodies: Uint8Array[] = [];
     for (let k = 0; k < count; k++) {
