@@ -7,6 +7,8 @@ export interface BlockStore {
   size(): number;
   /** Reads exactly `length` bytes at `offset` into a fresh, 8-byte-aligned buffer; short reads past the end are zero-filled. */
   read(offset: number, length: number): Promise<Uint8Array>;
+  /** Reads `target.byteLength` bytes at `offset` into `target` (zero-filled past the end). */
+  readInto(offset: number, target: Uint8Array): Promise<void>;
   /** Synchronous read for point lookups (2-12 µs on a warm page cache versus ~40 µs for a promise read). */
   readSync(offset: number, length: number): Uint8Array;
   write(offset: number, data: Uint8Array): Promise<void>;

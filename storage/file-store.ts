@@ -46,18 +46,23 @@ export class FileStore implements BlockStore {
 
   async read(offset: number, length: number): Promise<Uint8Array> {
     const out = alignedBufferUnsafe(length);
+    await this.readInto(offset, out);
+    return out;
+  }
+
+  async readInto(offset: number, target: Uint8Array): Promise<void> {
+    const length = target.byteLength;
     let done = 0;
     try {
       while (done < length) {
-        const { bytesRead } = await this.handle.read(out, done, length - done, offset + done);
+        const { bytesRead } = await this.handle.read(target, done, length - done, offset + done);
         if (bytesRead === 0) break;
         done += bytesRead;
       }
     } catch (err) {
       throw ioError('read', err);
     }
-    if (done < length) out.fill(0, done);
-    return out;
+    if (done < length) target.fill(0, done);
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {

@@ -25,6 +25,13 @@ export class MemoryStore implements BlockStore {
     return this.readSync(offset, length);
   }
 
+  async readInto(offset: number, target: Uint8Array): Promise<void> {
+    const end = Math.min(offset + target.byteLength, this.length);
+    const n = Math.max(0, end - offset);
+    if (n > 0) target.set(this.buf.subarray(offset, end), 0);
+    target.fill(0, n);
+  }
+
   async write(offset: number, data: Uint8Array): Promise<void> {
     const end = offset + data.byteLength;
     this.ensureCapacity(end);

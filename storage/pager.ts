@@ -207,7 +207,16 @@ export class Pager {
       while (j < missing.length && missing[j] === missing[j - 1] + 1 && j - i < maxPages) j++;
       const start = missing[i];
       const count = j - i;
-      const bytes = await this.store.read(start * this.pageSize, count * this.pageSize);
+      // Reads go through reusable scratch buffers (one per concurrent read), so a long scan
+      // leaves no 1 MiB buffers behind for the GC: RSS stays near cacheSize.
+      const scratch = this.scratch.pop() ?? alignedBufferUnsafe(maxPages * this.pageSize);
+      const bytes = scratch.subarray(0, count * this.pageSize);
+      try {
+        await this.store.readInto(start * this.pageSize, bytes);
+      } catch (err) {
+        this.scratch.push(scratch);
+        throw err;
+      }
       for (let k = 0; k < count; k++) {
         if (this.pool.has(start + k)) continue;
         // Each page gets its own buffer: a view would keep the whole 1 MiB read alive while the
@@ -216,9 +225,12 @@ export class Pager {
         page.set(bytes.subarray(k * this.pageSize, (k + 1) * this.pageSize));
         this.admit(start + k, page);
       }
+      this.scratch.push(scratch);
       i = j;
     }
   }
+
+  private readonly scratch: Buffer[] = [];
 
   /** Reads `count` consecutive pages without caching them (overflow values, spill runs). */
   async readRun(start: number, count: number, expect: PageType): Promise<Uint8Array[]> {

@@ -102,6 +102,11 @@ export class FaultyStore implements BlockStore {
     return this.inner.read(offset, length);
   }
 
+  async readInto(offset: number, target: Uint8Array): Promise<void> {
+    if (this.shouldFail('read')) throw eio('read');
+    return this.inner.readInto(offset, target);
+  }
+
   async write(offset: number, data: Uint8Array): Promise<void> {
     if (this.shouldFail('write')) {
       const plan = this.plan!;
