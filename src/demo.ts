@@ -2,7 +2,7 @@
 // orders into a .modelvault file with insertMany; an analytics query joins, aggregates and
 // sorts them under a memory limit far below the data size (so the operators spill into the
 // file); then `for await` over an indexed query and the in-memory mode with a snapshot round
-// trip. Flags: --rows N (default 1,000,000), --customers N, --memory-mib N, --file PATH, --keep.
+// trip. Flags: --rows N (default 1,000,000), --customers N, --memory-mib N (default 8), --file PATH, --keep.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,7 +13,7 @@ const { values: args } = parseArgs({
   options: {
     rows: { type: 'string', default: '1000000' },
     customers: { type: 'string', default: '100000' },
-    'memory-mib': { type: 'string', default: '16' },
+    'memory-mib': { type: 'string', default: '8' },
     file: { type: 'string' },
     keep: { type: 'boolean', default: false },
   },

@@ -68,7 +68,11 @@ const PACKED_OVERFLOW = 0xfffffffe;
 /** Packed cells of one entry. */
 export type PackedRow = Buffer;
 
+/** The packed row of a zero-column tree (an index): one shared buffer, not one per entry. */
+const EMPTY_ROW: PackedRow = Buffer.alloc(2);
+
 export function packRow(cells: readonly StoredCell[]): PackedRow {
+  if (cells.length === 0) return EMPTY_ROW;
   let size = 2;
   for (const c of cells) size += storedCellBytes(c);
   const out = Buffer.allocUnsafe(size);
