@@ -277,23 +277,23 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
     let planned: PlannedQuery | null = null;
     let rows = 0;
     const t0 = performance.now();
-    for await (const x of this.execute({ stats })) {
+    const memory = new MemoryPool(this.state.options.memoryLimit ?? this.host.memoryLimit);
+    for await (const x of this.execute({ stats, memory })) {
       planned = x.planned;
       rows += x.batch.length;
     }
     const ms = performance.now() - t0;
     const text = planned ? explainTree(planned.root, stats) : '(no plan)';
-    return `${text}\n${rows} rows in ${ms.toFixed(1)} ms, peak memory ${this.lastPeak} bytes of ${this.state.options.memoryLimit ?? this.host.memoryLimit}`;
+    return `${text}\n${rows} rows in ${ms.toFixed(1)} ms, peak memory ${memory.peakBytes} bytes of ${memory.limitBytes}`;
   }
 
-  private lastPeak = 0;
-
-  private async *execute(opts: { countOnly?: boolean; stats?: Map<Operator, OperatorStats> } = {}): AsyncGenerator<{ batch: Batch; planned: PlannedQuery }> {
+  /** Runs the plan; `memory` may be passed in to read its peak afterwards (explain analyze). */
+  private async *execute(opts: { countOnly?: boolean; stats?: Map<Operator, OperatorStats>; memory?: MemoryPool } = {}): AsyncGenerator<{ batch: Batch; planned: PlannedQuery }> {
     // An already-aborted signal fails at once, even when no operator would run (count of a
     // whole collection, an empty collection).
     throwIfAborted(this.state.options.signal);
     const { reader, release } = this.host.scope.openReader();
-    const memory = new MemoryPool(this.state.options.memoryLimit ?? this.host.memoryLimit);
+    const memory = opts.memory ?? new MemoryPool(this.state.options.memoryLimit ?? this.host.memoryLimit);
     try {
       const planned = planQuery(this.state, reader, { countOnly: opts.countOnly ?? false, sync: false });
       const ctx: ExecContext = { signal: this.state.options.signal, memory, spill: this.host.spill, reader, batchSize: this.host.batchSize, stats: opts.stats };
@@ -305,7 +305,6 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
         if (batch.length > 0) yield { batch, planned };
       }
     } finally {
-      this.lastPeak = memory.peakBytes;
       release();
     }
   }
