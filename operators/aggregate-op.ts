@@ -10,6 +10,7 @@ import { compareValues } from './expr.js';
 import { run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats } from './operator.js';
 import { pathVector } from './paths.js';
 import { hashValue } from './hash.js';
+import { F64HashTable } from './hash-table.js';
 import type { Reservation } from '../storage/memory-pool.js';
 import { ModelVaultError } from '../storage/errors.js';
 
@@ -29,53 +30,8 @@ let nextId = 1;
 /** Partial state of one aggregate in one group; merges exactly. */
 interface AggState { n: number; sum: number | bigint; min: unknown; max: unknown; distinct: Set<unknown> | null }
 
+/** A group in a spill record: its key values and partial states. */
 interface Group { key: unknown[]; states: AggState[] }
-
-function newState(spec: AggregateSpec): AggState {
-  return { n: 0, sum: 0, min: undefined, max: undefined, distinct: spec.fn === 'countDistinct' ? new Set() : null };
-}
-
-function accumulate(spec: AggregateSpec, s: AggState, v: unknown): number {
-  if (spec.fn === 'count') { s.n++; return 0; }
-  if (v === undefined || v === null) return 0;
-  s.n++;
-  switch (spec.fn) {
-    case 'sum':
-    case 'avg':
-      if (typeof v === 'bigint') s.sum = (typeof s.sum === 'bigint' ? s.sum : BigInt(s.sum)) + v;
-      else s.sum = (s.sum as number) + (v as number);
-      return 0;
-    case 'min':
-      if (s.min === undefined || compareValues(v, s.min) < 0) s.min = v;
-      return 0;
-    case 'max':
-      if (s.max === undefined || compareValues(v, s.max) > 0) s.max = v;
-      return 0;
-    case 'countDistinct': {
-      const before = s.distinct!.size;
-      s.distinct!.add(v);
-      return s.distinct!.size > before ? 24 + (typeof v === 'string' ? 2 * v.length : 8) : 0;
-    }
-  }
-  return 0;
-}
-
-function merge(spec: AggregateSpec, into: AggState, from: AggState): number {
-  into.n += from.n;
-  if (typeof from.sum === 'bigint' || typeof into.sum === 'bigint') into.sum = BigInt(into.sum) + BigInt(from.sum);
-  else into.sum += from.sum;
-  if (from.min !== undefined && (into.min === undefined || compareValues(from.min, into.min) < 0)) into.min = from.min;
-  if (from.max !== undefined && (into.max === undefined || compareValues(from.max, into.max) > 0)) into.max = from.max;
-  let grown = 0;
-  if (into.distinct && from.distinct) {
-    for (const v of from.distinct) {
-      const before = into.distinct.size;
-      into.distinct.add(v);
-      if (into.distinct.size > before) grown += 24 + (typeof v === 'string' ? 2 * v.length : 8);
-    }
-  }
-  return grown;
-}
 
 function finalValue(spec: AggregateSpec, s: AggState): unknown {
   switch (spec.fn) {
@@ -90,18 +46,260 @@ function finalValue(spec: AggregateSpec, s: AggState): unknown {
 
 /** A key for the hash table: the value itself for one path, a tagged string for several. */
 function groupKey(values: readonly unknown[]): unknown {
-  if (values.length === 1) {
-    const v = values[0];
-    return typeof v === 'object' && v !== null ? `o:${JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `${x}n` : x))}` : v;
-  }
+  if (values.length === 1) return singleKey(values[0]);
   return values.map((v) => `${typeof v}:${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`).join('\u0000');
 }
 
+function singleKey(v: unknown): unknown {
+  return typeof v === 'object' && v !== null ? `o:${JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `${x}n` : x))}` : v;
+}
 
 function estimateKey(values: readonly unknown[]): number {
   let n = 0;
   for (const v of values) n += typeof v === 'string' ? 40 + 2 * v.length : 16;
   return n;
+}
+
+const grow = (a: Float64Array, need: number): Float64Array => {
+  if (need <= a.length) return a;
+  const g = new Float64Array(Math.max(need, a.length * 2));
+  g.set(a);
+  return g;
+};
+
+/**
+ * The hash table of one aggregation: group ids 0, 1, 2, ... in first-seen order, the key values
+ * of each group, and the partial states column-wise (counts and sums in Float64Arrays indexed by
+ * group id), so the per-row work of a batch is a key lookup plus typed-array updates. A numeric
+ * single key goes through an F64HashTable, anything else through a Map of groupKey().
+ */
+class GroupTable {
+  size = 0;
+  private readonly ids = new Map<unknown, number>();
+  private numeric: F64HashTable | null = null;
+  /** Group id of the absent key when the numeric table is in use (absent is not a double). */
+  private absentId = -1;
+  /** Key values of each group: keys[k][g]. */
+  readonly keys: unknown[][];
+  n: Float64Array[];
+  sum: Float64Array[];
+  /** Bigint part of a sum (bigint fields), per group; null until one appears. */
+  readonly big: (bigint | undefined)[][];
+  readonly min: unknown[][];
+  readonly max: unknown[][];
+  readonly distinct: Set<unknown>[][];
+  private gids = new Int32Array(1024);
+
+  constructor(private readonly specs: readonly AggregateSpec[], private readonly width: number) {
+    this.keys = Array.from({ length: width }, () => []);
+    this.n = specs.map(() => new Float64Array(16));
+    this.sum = specs.map(() => new Float64Array(16));
+    this.big = specs.map(() => []);
+    this.min = specs.map(() => []);
+    this.max = specs.map(() => []);
+    this.distinct = specs.map(() => []);
+  }
+
+  /** Bytes a new group costs, as the old row-object table estimated it. */
+  private groupBytes(values: readonly unknown[]): number {
+    return GROUP_OVERHEAD_BYTES + estimateKey(values) + this.specs.length * 48;
+  }
+
+  private newGroup(values: readonly unknown[]): number {
+    const g = this.size++;
+    for (let k = 0; k < this.width; k++) this.keys[k].push(values[k]);
+    if (g >= this.n[0]?.length) {
+      for (let a = 0; a < this.specs.length; a++) { this.n[a] = grow(this.n[a], g + 1); this.sum[a] = grow(this.sum[a], g + 1); }
+    }
+    for (let a = 0; a < this.specs.length; a++) if (this.specs[a].fn === 'countDistinct') this.distinct[a][g] = new Set();
+    return g;
+  }
+
+  /** Group ids of the batch's rows (a reused buffer); `grown` gets the bytes of new groups. */
+  private groupIds(keyVectors: readonly Vector[], length: number, acc: { grown: number }): Int32Array {
+    if (this.gids.length < length) this.gids = new Int32Array(Math.max(length, this.gids.length * 2));
+    const gids = this.gids;
+    if (this.width === 0) {
+      if (this.size === 0) { this.ids.set('', this.newGroup([])); acc.grown += this.groupBytes([]); }
+      gids.fill(0, 0, length);
+      return gids;
+    }
+    if (this.width === 1) {
+      const v = keyVectors[0];
+      if (v.kind === 'f64' && (this.numeric || this.ids.size === 0)) {
+        const table = (this.numeric ??= new F64HashTable());
+        const values = v.values, absent = v.absent;
+        for (let i = 0; i < length; i++) {
+          if (absent && absent[i]) {
+            if (this.absentId < 0) { this.absentId = this.newGroup([undefined]); acc.grown += this.groupBytes([undefined]); }
+            gids[i] = this.absentId;
+            continue;
+          }
+          const before = table.size;
+          const id = table.add(values[i]);
+          if (table.size !== before) {
+            // The numeric table hands out its own dense ids; they stay in step with group ids
+            // because only this table creates groups while it is in use.
+            const g = this.newGroup([values[i]]);
+            acc.grown += this.groupBytes([values[i]]);
+            gids[i] = g;
+            this.numericIds.push(g);
+          } else gids[i] = this.numericIds[id];
+        }
+        return gids;
+      }
+      if (this.numeric) this.toMap();
+      const ids = this.ids;
+      const one: unknown[] = [undefined];
+      if (v.kind === 'f64') {
+        for (let i = 0; i < length; i++) {
+          const x = v.absent && v.absent[i] ? undefined : v.values[i];
+          let g = ids.get(x);
+          if (g === undefined) { one[0] = x; ids.set(x, (g = this.newGroup(one))); acc.grown += this.groupBytes(one); }
+          gids[i] = g;
+        }
+        return gids;
+      }
+      const values = v.values;
+      for (let i = 0; i < length; i++) {
+        const x = values[i];
+        const key = typeof x === 'object' && x !== null ? singleKey(x) : x;
+        let g = ids.get(key);
+        if (g === undefined) { one[0] = x; ids.set(key, (g = this.newGroup(one))); acc.grown += this.groupBytes(one); }
+        gids[i] = g;
+      }
+      return gids;
+    }
+    const values: unknown[] = new Array(this.width);
+    for (let i = 0; i < length; i++) {
+      for (let k = 0; k < this.width; k++) values[k] = valueAt(keyVectors[k], i);
+      const key = groupKey(values);
+      let g = this.ids.get(key);
+      if (g === undefined) { this.ids.set(key, (g = this.newGroup(values))); acc.grown += this.groupBytes(values); }
+      gids[i] = g;
+    }
+    return gids;
+  }
+
+  private readonly numericIds: number[] = [];
+
+  /** Moves the numeric table's groups into the Map (a batch of the key path was not numeric). */
+  private toMap(): void {
+    for (let id = 0; id < this.numericIds.length; id++) this.ids.set(this.numeric!.keys[id], this.numericIds[id]);
+    if (this.absentId >= 0) this.ids.set(undefined, this.absentId);
+    this.numeric = null;
+    this.numericIds.length = 0;
+    this.absentId = -1;
+  }
+
+  /** Adds a batch; returns the bytes by which the table grew. */
+  addBatch(keyVectors: readonly Vector[], aggVectors: readonly (Vector | null)[], length: number): number {
+    const acc = { grown: 0 };
+    const gids = this.groupIds(keyVectors, length, acc);
+    for (let a = 0; a < this.specs.length; a++) {
+      const spec = this.specs[a];
+      const n = this.n[a], vec = aggVectors[a];
+      if (spec.fn === 'count') {
+        for (let i = 0; i < length; i++) n[gids[i]]++;
+        continue;
+      }
+      if (!vec) continue;
+      if ((spec.fn === 'sum' || spec.fn === 'avg') && vec.kind === 'f64') {
+        const sum = this.sum[a], values = vec.values, absent = vec.absent;
+        if (absent) {
+          for (let i = 0; i < length; i++) if (!absent[i]) { const g = gids[i]; n[g]++; sum[g] += values[i]; }
+        } else {
+          for (let i = 0; i < length; i++) { const g = gids[i]; n[g]++; sum[g] += values[i]; }
+        }
+        continue;
+      }
+      for (let i = 0; i < length; i++) acc.grown += this.accumulate(a, gids[i], valueAt(vec, i));
+    }
+    return acc.grown;
+  }
+
+  /** One value into one group's state (the general path: bigints, min/max, distinct). */
+  private accumulate(a: number, g: number, v: unknown): number {
+    if (v === undefined || v === null) return 0;
+    this.n[a][g]++;
+    switch (this.specs[a].fn) {
+      case 'sum':
+      case 'avg':
+        if (typeof v === 'bigint') this.big[a][g] = (this.big[a][g] ?? 0n) + v;
+        else this.sum[a][g] += v as number;
+        return 0;
+      case 'min': {
+        const cur = this.min[a][g];
+        if (cur === undefined || compareValues(v, cur) < 0) this.min[a][g] = v;
+        return 0;
+      }
+      case 'max': {
+        const cur = this.max[a][g];
+        if (cur === undefined || compareValues(v, cur) > 0) this.max[a][g] = v;
+        return 0;
+      }
+      case 'countDistinct': {
+        const set = this.distinct[a][g];
+        const before = set.size;
+        set.add(v);
+        return set.size > before ? 24 + (typeof v === 'string' ? 2 * v.length : 8) : 0;
+      }
+    }
+    return 0;
+  }
+
+  /** The group with this key (for merging spilled groups), created when new. */
+  private groupOf(key: readonly unknown[], acc: { grown: number }): number {
+    const mapKey = groupKey(key);
+    if (this.numeric) this.toMap();
+    let g = this.ids.get(mapKey);
+    if (g === undefined) { this.ids.set(mapKey, (g = this.newGroup(key))); acc.grown += this.groupBytes(key); }
+    return g;
+  }
+
+  /** Merges a spilled partial group; returns the bytes by which the table grew. */
+  merge(group: Group): number {
+    const acc = { grown: 0 };
+    const g = this.groupOf(group.key, acc);
+    for (let a = 0; a < this.specs.length; a++) {
+      const s = group.states[a];
+      this.n[a][g] += s.n;
+      if (typeof s.sum === 'bigint') this.big[a][g] = (this.big[a][g] ?? 0n) + s.sum;
+      else this.sum[a][g] += s.sum;
+      if (s.min !== undefined && (this.min[a][g] === undefined || compareValues(s.min, this.min[a][g]) < 0)) this.min[a][g] = s.min;
+      if (s.max !== undefined && (this.max[a][g] === undefined || compareValues(s.max, this.max[a][g]) > 0)) this.max[a][g] = s.max;
+      if (s.distinct) {
+        const set = this.distinct[a][g];
+        for (const v of s.distinct) {
+          const before = set.size;
+          set.add(v);
+          if (set.size > before) acc.grown += 24 + (typeof v === 'string' ? 2 * v.length : 8);
+        }
+      }
+    }
+    return acc.grown;
+  }
+
+  /** Group g's partial states in the spill format. */
+  state(a: number, g: number): AggState {
+    const big = this.big[a][g];
+    return {
+      n: this.n[a][g],
+      sum: big === undefined ? this.sum[a][g] : big + BigInt(this.sum[a][g]),
+      min: this.min[a][g],
+      max: this.max[a][g],
+      distinct: this.specs[a].fn === 'countDistinct' ? this.distinct[a][g] : null,
+    };
+  }
+
+  keyOf(g: number): unknown[] {
+    return this.keys.map((col) => col[g]);
+  }
+
+  /** The hash-table key of group g (what partitions hash). */
+  mapKey(g: number): unknown {
+    return groupKey(this.keyOf(g));
+  }
 }
 
 export class AggregateOp implements Operator {
@@ -125,7 +323,8 @@ export class AggregateOp implements Operator {
     const stats = statsOf(ctx, this);
     using reservation = ctx.memory.reserve(`HashAggregate#${this.id}`);
     const specs = this.aggregates.map(([, s]) => s);
-    let table = new Map<unknown, Group>();
+    const newTable = () => new GroupTable(specs, this.groupPaths.length);
+    let table = newTable();
     const kinds = new Map<string, 'f64' | 'any'>();
     let partitions: SpillPartitions | null = null;
     try {
@@ -135,34 +334,22 @@ export class AggregateOp implements Operator {
         const aggVectors = specs.map((s) => (s.path ? pathVector(batch, s.path) : null));
         this.groupPaths.forEach((p, i) => kinds.set(p, keyVectors[i].kind));
         specs.forEach((s, i) => { if (s.path && (s.fn === 'min' || s.fn === 'max')) kinds.set(`agg:${i}`, aggVectors[i]!.kind); });
-        let grown = 0;
-        const values: unknown[] = new Array(keyVectors.length);
-        for (let i = 0; i < batch.length; i++) {
-          for (let k = 0; k < keyVectors.length; k++) values[k] = valueAt(keyVectors[k], i);
-          const key = groupKey(values);
-          let g = table.get(key);
-          if (!g) {
-            g = { key: values.slice(), states: specs.map(newState) };
-            table.set(key, g);
-            grown += GROUP_OVERHEAD_BYTES + estimateKey(values) + specs.length * 48;
-          }
-          for (let a = 0; a < specs.length; a++) grown += accumulate(specs[a], g.states[a], aggVectors[a] ? valueAt(aggVectors[a]!, i) : undefined);
-        }
+        const grown = table.addBatch(keyVectors, aggVectors, batch.length);
         if (!reservation.tryGrow(grown)) {
           partitions ??= new SpillPartitions(ctx, `HashAggregate#${this.id}`, 0, stats);
           await partitions.write(table);
-          table = new Map();
+          table = newTable();
           reservation.free();
         }
         if (stats) stats.peakReservedBytes = Math.max(stats.peakReservedBytes, reservation.peakBytes);
       }
       if (!partitions) {
-        if (table.size === 0 && this.groupPaths.length === 0) table.set(null, { key: [], states: specs.map(newState) });
+        if (table.size === 0 && this.groupPaths.length === 0) table.addBatch([], specs.map(() => null), 0);
         yield* this.emit(table, specs, kinds, ctx.batchSize);
         return;
       }
       await partitions.write(table);
-      table = new Map();
+      table = newTable();
       reservation.free();
       yield* this.drain(ctx, partitions, specs, kinds, reservation, stats, 1);
     } finally {
@@ -172,8 +359,9 @@ export class AggregateOp implements Operator {
 
   /** Aggregates each spilled partition; one still too large is split again with a new seed. */
   private async *drain(ctx: ExecContext, parts: SpillPartitions, specs: readonly AggregateSpec[], kinds: Map<string, 'f64' | 'any'>, reservation: Reservation, stats: OperatorStats | undefined, level: number): AsyncGenerator<Batch> {
+    const newTable = () => new GroupTable(specs, this.groupPaths.length);
     for (const runs of await parts.finish()) {
-      let table = new Map<unknown, Group>();
+      let table = newTable();
       let sub: SpillPartitions | null = null;
       try {
         for (const r of runs) {
@@ -182,14 +370,7 @@ export class AggregateOp implements Operator {
             let grown = 0;
             for (const g of packr.unpack(record) as Group[]) {
               for (const s of g.states) if (s.distinct) s.distinct = new Set(s.distinct as unknown as unknown[]);
-              const key = groupKey(g.key);
-              const have = table.get(key);
-              if (!have) {
-                table.set(key, g);
-                grown += GROUP_OVERHEAD_BYTES + estimateKey(g.key) + specs.length * 48 + g.states.reduce((n, s) => n + (s.distinct ? s.distinct.size * 32 : 0), 0);
-              } else {
-                for (let a = 0; a < specs.length; a++) grown += merge(specs[a], have.states[a], g.states[a]);
-              }
+              grown += table.merge(g);
             }
             if (!reservation.tryGrow(grown)) {
               if (level >= MAX_LEVEL) {
@@ -197,7 +378,7 @@ export class AggregateOp implements Operator {
               }
               sub ??= new SpillPartitions(ctx, `HashAggregate#${this.id}`, level, stats);
               await sub.write(table);
-              table = new Map();
+              table = newTable();
               reservation.free();
             }
           }
@@ -205,12 +386,12 @@ export class AggregateOp implements Operator {
         }
         if (sub) {
           await sub.write(table);
-          table = new Map();
+          table = newTable();
           reservation.free();
           yield* this.drain(ctx, sub, specs, kinds, reservation, stats, level + 1);
         } else {
           yield* this.emit(table, specs, kinds, ctx.batchSize);
-          table = new Map();
+          table = newTable();
           reservation.free();
         }
       } finally {
@@ -220,17 +401,18 @@ export class AggregateOp implements Operator {
     }
   }
 
-  private *emit(table: Map<unknown, Group>, specs: readonly AggregateSpec[], kinds: Map<string, 'f64' | 'any'>, batchSize: number): Generator<Batch> {
-    const groups = [...table.values()];
-    for (let from = 0; from < groups.length; from += batchSize) {
-      const chunk = groups.slice(from, from + batchSize);
+  private *emit(table: GroupTable, specs: readonly AggregateSpec[], kinds: Map<string, 'f64' | 'any'>, batchSize: number): Generator<Batch> {
+    for (let from = 0; from < table.size; from += batchSize) {
+      const to = Math.min(table.size, from + batchSize);
       const vectors = new Map<string, Vector>();
-      this.groupPaths.forEach((p, k) => vectors.set(p, toVector(chunk.map((g) => g.key[k]), kinds.get(p) ?? 'any')));
+      this.groupPaths.forEach((p, k) => vectors.set(p, toVector(table.keys[k].slice(from, to), kinds.get(p) ?? 'any')));
       this.aggregates.forEach(([name, spec], a) => {
-        const kind = spec.fn === 'min' || spec.fn === 'max' ? kinds.get(`agg:${a}`) ?? 'any' : chunk.some((g) => typeof g.states[a].sum === 'bigint') ? 'any' : 'f64';
-        vectors.set(name, toVector(chunk.map((g) => finalValue(spec, g.states[a])), kind));
+        const values: unknown[] = [];
+        for (let g = from; g < to; g++) values.push(finalValue(spec, table.state(a, g)));
+        const kind = spec.fn === 'min' || spec.fn === 'max' ? kinds.get(`agg:${a}`) ?? 'any' : values.some((v) => typeof v === 'bigint') ? 'any' : 'f64';
+        vectors.set(name, toVector(values, kind));
       });
-      yield { length: chunk.length, vectors };
+      yield { length: to - from, vectors };
     }
   }
 }
@@ -260,13 +442,16 @@ class SpillPartitions {
     if (stats) stats.partitions += PARTITIONS;
   }
 
-  async write(table: Map<unknown, Group>): Promise<void> {
-    const buckets: Group[][] = Array.from({ length: PARTITIONS }, () => []);
-    for (const [key, g] of table) buckets[hashValue(key, this.level * 0x9e3779b9) % PARTITIONS].push(g);
+  async write(table: GroupTable): Promise<void> {
+    const buckets: number[][] = Array.from({ length: PARTITIONS }, () => []);
+    for (let g = 0; g < table.size; g++) buckets[hashValue(table.mapKey(g), this.level * 0x9e3779b9) % PARTITIONS].push(g);
     for (let p = 0; p < PARTITIONS; p++) {
       // Chunks of groups keep each record small, so reading back needs little memory.
       for (let from = 0; from < buckets[p].length; from += 512) {
-        const chunk = buckets[p].slice(from, from + 512).map((g) => ({ key: g.key, states: g.states.map((s) => ({ ...s, distinct: s.distinct ? [...s.distinct] : null })) }));
+        const chunk = buckets[p].slice(from, from + 512).map((g) => ({
+          key: table.keyOf(g),
+          states: table.n.map((_, a) => { const s = table.state(a, g); return { ...s, distinct: s.distinct ? [...s.distinct] : null }; }),
+        }));
         const bytes = packr.pack(chunk);
         await this.writers[p].append(bytes);
         if (this.stats) this.stats.spilledBytes += bytes.byteLength;
