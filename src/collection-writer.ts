@@ -47,6 +47,11 @@ export class CollectionLayout {
     return this.codec.decode(cells);
   }
 
+  getSync(reader: TreeReader, key: Buffer): Row | undefined {
+    const cells = reader.getSync(this.meta.rowsTree, key);
+    return cells ? this.codec.decode(cells) : undefined;
+  }
+
   async get(reader: TreeReader, key: Buffer): Promise<Row | undefined> {
     const cells = await reader.get(this.meta.rowsTree, key);
     return cells ? this.codec.decode(cells) : undefined;

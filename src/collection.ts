@@ -88,6 +88,18 @@ export class Collection<M extends Model = Model> {
    * @example const order = await orders.get(42);
    */
   get(key: KeyOf<M>): Promise<Infer<M> | undefined> {
+    // Outside a transaction a get never needs to wait: it runs synchronously on the newest
+    // commit (a cache miss reads its page with a synchronous pread, as lmdb-js and SQLite do).
+    let reader: TreeReader | null;
+    try {
+      reader = this.scope.syncReader();
+      if (reader) {
+        const layout = this.layoutSync(reader);
+        return Promise.resolve(layout.getSync(reader, layout.keyFromArgument(key)) as Infer<M> | undefined);
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.scope.read(async (reader) => {
       const layout = await this.layout(reader);
       return (await layout.get(reader, layout.keyFromArgument(key))) as Infer<M> | undefined;
@@ -127,7 +139,16 @@ export class Collection<M extends Model = Model> {
   async layout(reader: TreeReader): Promise<CollectionLayout> {
     const generation = reader instanceof EngineSnapshot ? reader.generation : -1;
     if (generation >= 0 && this.cachedLayout?.generation === generation) return this.cachedLayout.layout;
-    const bytes = await reader.getMeta(metaName(this.name));
+    return this.layoutFrom(await reader.getMeta(metaName(this.name)), generation);
+  }
+
+  private layoutSync(reader: TreeReader): CollectionLayout {
+    const generation = reader instanceof EngineSnapshot ? reader.generation : -1;
+    if (generation >= 0 && this.cachedLayout?.generation === generation) return this.cachedLayout.layout;
+    return this.layoutFrom(reader.getMetaSync(metaName(this.name)), generation);
+  }
+
+  private layoutFrom(bytes: Uint8Array | undefined, generation: number): CollectionLayout {
     if (!bytes) throw unknownCollection(this.name);
     const cached = this.cachedLayout;
     if (cached && Buffer.from(cached.bytes).equals(bytes)) {

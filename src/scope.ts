@@ -11,6 +11,11 @@ export interface Scope {
   read<T>(fn: (reader: TreeReader) => Promise<T>): Promise<T>;
   /** A reader held across many pulls (a query); call release when done. */
   openReader(): { reader: TreeReader; release(): void };
+  /**
+   * A reader of the newest commit for code that finishes without awaiting (point gets), or
+   * null where reads must queue (inside a transaction).
+   */
+  syncReader(): TreeReader | null;
 }
 
 const activeTxn = new AsyncLocalStorage<{ engine: StorageEngine; tx: TxScope }>();
@@ -46,6 +51,12 @@ export class DatabaseScope implements Scope {
     const snap = this.engine.snapshot();
     return { reader: snap, release: () => snap.release() };
   }
+
+  syncReader(): TreeReader | null {
+    const joined = activeTxn.getStore();
+    if (joined && joined.engine === this.engine) return null;
+    return this.engine.latestSync();
+  }
 }
 
 export class TxScope implements Scope {
@@ -67,6 +78,10 @@ export class TxScope implements Scope {
   openReader(): { reader: TreeReader; release(): void } {
     if (this.closed) throw closedError();
     return { reader: this.etx, release: () => {} };
+  }
+
+  syncReader(): TreeReader | null {
+    return null;
   }
 
   /** Runs the transaction callback with this scope visible to database-level calls. */

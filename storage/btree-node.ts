@@ -154,8 +154,30 @@ export function lastAtOrBefore(node: NodeLike, key: Buffer): number {
   return found;
 }
 
+/**
+ * Binary search over keys packed in a page: the first index in [lo, hi) whose key is > key
+ * (`orEqual` false: >= key). One monomorphic loop over the page bytes, no views per probe.
+ */
+function searchPacked(body: Uint8Array, base: number, offsets: Uint32Array, lo: number, hi: number, key: Uint8Array, after: boolean): number {
+  const klen = key.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const start = base + offsets[mid], len = base + offsets[mid + 1] - start;
+    const n = len < klen ? len : klen;
+    let d = 0;
+    for (let i = 0; i < n; i++) {
+      d = body[start + i] - key[i];
+      if (d !== 0) break;
+    }
+    if (d === 0) d = len - klen;
+    if (d < 0 || (after && d === 0)) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
 /** Index of the first entry whose key is >= key (count when none). */
 export function firstAtOrAfter(node: NodeLike, key: Buffer): number {
+  if (node instanceof LeafView || node instanceof BranchView) return node.search(key, false);
   let lo = 0, hi = node.count;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
@@ -169,6 +191,7 @@ export function firstAtOrAfter(node: NodeLike, key: Buffer): number {
  * may have been inserted into child 0, or child 0 removed), so it need not be in order.
  */
 export function childIndexFor(node: BranchLike, key: Buffer): number {
+  if (node instanceof BranchView) return Math.max(0, node.search(key, true, 1) - 1);
   let lo = 1, hi = node.count - 1, found = 0;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
@@ -263,6 +286,11 @@ export class LeafView implements LeafLike {
     return compareBytes(this.body, this.keyBase + this.keyOffsets[i], this.keyBase + this.keyOffsets[i + 1], key);
   }
 
+  /** First index whose key is >= key (`after`: > key). */
+  search(key: Uint8Array, after: boolean): number {
+    return searchPacked(this.body, this.keyBase, this.keyOffsets, 0, this.count, key, after);
+  }
+
   key(i: number): Buffer {
     return this.body.subarray(this.keyBase + this.keyOffsets[i], this.keyBase + this.keyOffsets[i + 1]);
   }
@@ -320,6 +348,10 @@ export class BranchView implements BranchLike {
 
   compareKey(i: number, key: Buffer): number {
     return compareBytes(this.body, this.keyBase + this.keyOffsets[i], this.keyBase + this.keyOffsets[i + 1], key);
+  }
+  /** First index from `from` whose key is >= key (`after`: > key). */
+  search(key: Uint8Array, after: boolean, from = 0): number {
+    return searchPacked(this.body, this.keyBase, this.keyOffsets, from, this.count, key, after);
   }
   key(i: number): Buffer {
     return this.body.subarray(this.keyBase + this.keyOffsets[i], this.keyBase + this.keyOffsets[i + 1]);

@@ -123,6 +123,12 @@ export abstract class TreeReader {
     return info ? this.rootOf(tree, info) : 0;
   }
 
+  /** `get` that reads missing pages synchronously. */
+  getSync(tree: string, key: Uint8Array): Cell[] | undefined {
+    const info = this.treeInfoSync(tree);
+    return info ? treeGetSync(this.source, this.rootOf(tree, info), key) : undefined;
+  }
+
   async get(tree: string, key: Uint8Array): Promise<Cell[] | undefined> {
     const info = await this.treeInfo(tree);
     return info ? treeGet(this.source, this.rootOf(tree, info), key) : undefined;
@@ -282,6 +288,7 @@ export class StorageEngine {
   private writeQueue: Promise<unknown> = Promise.resolve();
   private closed = false;
   private infoCache = { generation: -1, byName: new Map<string, TreeInfo | undefined>() };
+  private latest: { pager: Pager; snap: EngineSnapshot } | null = null;
   readonly spill: SpillSpace;
 
   private constructor(
@@ -343,6 +350,19 @@ export class StorageEngine {
   snapshot(): EngineSnapshot {
     this.assertOpen();
     return new EngineSnapshot(this, this.pager.pinSnapshot());
+  }
+
+  /**
+   * The newest commit for synchronous reads only (point gets): unpinned, so it must not be
+   * used across an await. Cached per generation, so a run of gets allocates nothing here.
+   */
+  latestSync(): EngineSnapshot {
+    this.assertOpen();
+    const { pager } = this;
+    if (this.latest?.pager !== pager || this.latest.snap.generation !== pager.generation) {
+      this.latest = { pager, snap: new EngineSnapshot(this, pager.latestUnpinned()) };
+    }
+    return this.latest.snap;
   }
 
   /**

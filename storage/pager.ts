@@ -43,12 +43,15 @@ export interface DirtyPage {
 
 /** A reader's pin on one committed state; pages it can reach are not reused until release. */
 export class Snapshot implements Disposable {
-  private released = false;
+  private released: boolean;
   constructor(
     private readonly pager: Pager,
     readonly generation: number,
     readonly catalogRoot: number,
-  ) {}
+    pinned = true,
+  ) {
+    this.released = !pinned;
+  }
 
   release(): void {
     if (this.released) return;
@@ -280,6 +283,15 @@ export class Pager {
     const gen = this.committed.generation;
     this.readers.set(gen, (this.readers.get(gen) ?? 0) + 1);
     return new Snapshot(this, gen, this.committed.catalogRoot);
+  }
+
+  /**
+   * The newest commit without a pin, for reads that finish without yielding: no commit and no
+   * page reuse can happen while synchronous code runs, so nothing it reaches can change.
+   */
+  latestUnpinned(): Snapshot {
+    this.assertOpen();
+    return new Snapshot(this, this.committed.generation, this.committed.catalogRoot, false);
   }
 
   /** @internal */
