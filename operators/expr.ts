@@ -110,3 +110,86 @@ export function selectRows(b: Batch, test: RowTest, out: { buf: Uint32Array }): 
   for (let i = 0; i < b.length; i++) if (test(i)) sel[n++] = i;
   return n;
 }
+
+/**
+ * A predicate compiled to work on a selection vector: `sel[0..count)` holds candidate row
+ * indices (count < 0: every row of the batch), and the survivors are written back into `sel`
+ * in order; returns their number. Comparisons on number vectors run as tight typed-array
+ * loops (no closure call per row); an AND narrows the selection conjunct by conjunct, so later
+ * conjuncts only look at rows that are still alive.
+ */
+export type Selector = (b: Batch, sel: Uint32Array, count: number) => number;
+
+export function compileSelector(e: Expr): Selector {
+  if (e.kind === 'and') {
+    const parts = e.items.map(compileSelector);
+    return (b, sel, count) => {
+      let n = count;
+      for (let p = 0; p < parts.length; p++) {
+        n = parts[p](b, sel, n);
+        if (n === 0) return 0;
+      }
+      if (n < 0) { for (let i = 0; i < b.length; i++) sel[i] = i; return b.length; } // AND of nothing
+      return n;
+    };
+  }
+  if (e.kind === 'cmp' && (e.op === '<' || e.op === '<=' || e.op === '>' || e.op === '>=' || e.op === '=' || e.op === '!=')) {
+    const { path, op } = e;
+    const generic = rowTestSelector(compilePredicate(e));
+    if (typeof e.value !== 'number') return generic;
+    const x = e.value;
+    const code = OP_CODES[op];
+    return (b, sel, count) => {
+      const v = pathVector(b, path);
+      return v.kind === 'f64' ? selectF64(code, x, v.values, v.absent, b.length, sel, count) : generic(b, sel, count);
+    };
+  }
+  return rowTestSelector(compilePredicate(e));
+}
+
+function rowTestSelector(pred: BoundPredicate): Selector {
+  return (b, sel, count) => {
+    const test = pred(b);
+    let k = 0;
+    if (count < 0) {
+      for (let i = 0; i < b.length; i++) if (test(i)) sel[k++] = i;
+    } else {
+      for (let j = 0; j < count; j++) { const i = sel[j]; if (test(i)) sel[k++] = i; }
+    }
+    return k;
+  };
+}
+
+const OP_CODES = { '<': 0, '<=': 1, '>': 2, '>=': 3, '=': 4, '!=': 5 } as const;
+
+/** One loop per operator so each comparison is inlined; absent rows never pass. */
+function selectF64(op: number, x: number, xs: Float64Array, abs: Uint8Array | null, n: number, sel: Uint32Array, count: number): number {
+  let k = 0;
+  if (abs !== null) {
+    // Rare (a column with absent values in this batch): one generic loop.
+    const test = (y: number) => op === 0 ? y < x : op === 1 ? y <= x : op === 2 ? y > x : op === 3 ? y >= x : op === 4 ? y === x : y !== x;
+    if (count < 0) { for (let i = 0; i < n; i++) if (abs[i] === 0 && test(xs[i])) sel[k++] = i; }
+    else for (let j = 0; j < count; j++) { const i = sel[j]; if (abs[i] === 0 && test(xs[i])) sel[k++] = i; }
+    return k;
+  }
+  if (count < 0) {
+    switch (op) {
+      case 0: for (let i = 0; i < n; i++) if (xs[i] < x) sel[k++] = i; break;
+      case 1: for (let i = 0; i < n; i++) if (xs[i] <= x) sel[k++] = i; break;
+      case 2: for (let i = 0; i < n; i++) if (xs[i] > x) sel[k++] = i; break;
+      case 3: for (let i = 0; i < n; i++) if (xs[i] >= x) sel[k++] = i; break;
+      case 4: for (let i = 0; i < n; i++) if (xs[i] === x) sel[k++] = i; break;
+      default: for (let i = 0; i < n; i++) if (xs[i] !== x) sel[k++] = i; break;
+    }
+    return k;
+  }
+  switch (op) {
+    case 0: for (let j = 0; j < count; j++) { const i = sel[j]; if (xs[i] < x) sel[k++] = i; } break;
+    case 1: for (let j = 0; j < count; j++) { const i = sel[j]; if (xs[i] <= x) sel[k++] = i; } break;
+    case 2: for (let j = 0; j < count; j++) { const i = sel[j]; if (xs[i] > x) sel[k++] = i; } break;
+    case 3: for (let j = 0; j < count; j++) { const i = sel[j]; if (xs[i] >= x) sel[k++] = i; } break;
+    case 4: for (let j = 0; j < count; j++) { const i = sel[j]; if (xs[i] === x) sel[k++] = i; } break;
+    default: for (let j = 0; j < count; j++) { const i = sel[j]; if (xs[i] !== x) sel[k++] = i; } break;
+  }
+  return k;
+}

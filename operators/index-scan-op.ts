@@ -1,13 +1,29 @@
 // Index scan: walks an index tree within key bounds, takes each entry's primary key (the key
-// suffix after the index components) and fetches the row from the rows tree. A residual
+// suffix after the index components) and fetches the rows from the rows tree. A residual
 // predicate (the part of the filter the index bounds do not cover) runs on the fetched rows.
-import { treeGet, type Cell, type KeyBounds } from '../storage/btree.js';
+//
+// Rows are fetched a chunk of keys at a time, in primary-key order: one sweep through the rows
+// tree per chunk, which stays on the current leaf while the next key falls inside it (no
+// descent per row) and decodes the needed columns straight from that leaf's column views into
+// vectors at each row's index-order position. Successive sweeps alternate direction, so an
+// LRU buffer pool smaller than the range still holds the leaves the previous sweep touched
+// last instead of evicting each one just before it is needed again.
+import { LeafView, OverflowRef, childIndexFor, firstAtOrAfter, type BranchLike, type LeafLike } from '../storage/btree-node.js';
+import { readOverflow, type KeyBounds, type NodeSource } from '../storage/btree.js';
+import { ModelVaultError } from '../storage/errors.js';
 import { keySuffix } from '../storage/keys.js';
-import type { Batch, Vector } from './batch.js';
-import { compilePredicate, exprToString, selectRows, type Expr } from './expr.js';
+import type { Pager } from '../storage/pager.js';
+import { gatherBatch, sliceBatch, type Batch, type Vector } from './batch.js';
+import { compileSelector, exprToString, type Expr } from './expr.js';
 import { throwIfAborted, type ExecContext, type Operator } from './operator.js';
-import type { ScanColumn } from './scan-op.js';
-import { gatherBatch } from './batch.js';
+import { decodeUtf8Cell, utf8Slice, type ScanColumn } from './scan-op.js';
+
+/** Largest chunk of keys fetched in one sweep (bounds the vectors a sweep holds). */
+const MAX_CHUNK = 16_384;
+const MAX_DEPTH = 32;
+
+/** Direction of the next sweep per pager: flipped after every sweep, across queries too. */
+const sweepDirection = new WeakMap<Pager, { descending: boolean }>();
 
 export class IndexScanOp implements Operator {
   readonly name = 'IndexScan';
@@ -21,6 +37,12 @@ export class IndexScanOp implements Operator {
     readonly boundsText: string,
     readonly columns: readonly ScanColumn[],
     readonly residual: Expr | null,
+    /**
+     * Keys of the first chunk. A query that may stop early (limit, first()) starts small so it
+     * fetches few rows; otherwise the planner passes the estimated range size so one sweep
+     * fetches everything. Later chunks grow fourfold up to MAX_CHUNK.
+     */
+    readonly firstChunk = 16,
   ) {}
 
   children(): readonly Operator[] { return []; }
@@ -35,63 +57,210 @@ export class IndexScanOp implements Operator {
   async *execute(ctx: ExecContext): AsyncGenerator<Batch> {
     const rowsRoot = await ctx.reader.treeRoot(this.rowsTree);
     const src = ctx.reader.nodeSource;
-    const predicate = this.residual ? compilePredicate(this.residual) : null;
-    const selection = { buf: new Uint32Array(1024) };
-    let keys: Buffer[] = [];
-    const flush = async (): Promise<Batch | null> => {
-      // Rows are fetched in primary-key order (neighbouring keys share leaves, so the pool
-      // serves them), then put back in index order.
-      const order = keys.map((_, i) => i).sort((a, b) => Buffer.compare(keys[a], keys[b]));
-      const fetched: (Cell[] | undefined)[] = new Array(keys.length);
-      for (const i of order) fetched[i] = await treeGet(src, rowsRoot, keys[i]);
-      const rows = fetched.filter((r): r is Cell[] => r !== undefined);
-      keys = [];
-      const n = rows.length;
-      const vectors = new Map<string, Vector>();
-      for (const col of this.columns) {
-        if (col.decoder.kind === 'f64') {
-          const values = new Float64Array(n);
-          let absent: Uint8Array | null = null;
-          for (let i = 0; i < n; i++) {
-            const cell = rows[i][col.column] ?? null;
-            if (cell === null) (absent ??= new Uint8Array(n))[i] = 1;
-            else values[i] = Buffer.from(cell.buffer, cell.byteOffset, cell.byteLength).readDoubleLE(0);
-          }
-          vectors.set(col.path, { kind: 'f64', values, absent });
-        } else {
-          const decode = col.decoder.decode;
-          const values = new Array(n);
-          for (let i = 0; i < n; i++) {
-            const cell = rows[i][col.column] ?? null;
-            values[i] = cell === null ? undefined : decode(Buffer.from(cell.buffer, cell.byteOffset, cell.byteLength));
-          }
-          vectors.set(col.path, { kind: 'any', values });
-        }
+    const selector = this.residual ? compileSelector(this.residual) : null;
+    const direction = sweepDirection.get(src.pager) ?? { descending: false };
+    sweepDirection.set(src.pager, direction);
+    // Primary keys of the current chunk, back to back in one buffer.
+    let keyBytes = Buffer.allocUnsafe(64 * 1024);
+    let keyEnds = new Uint32Array(1024);
+    let n = 0;
+    let want = Math.max(1, Math.min(MAX_CHUNK, Math.floor(this.firstChunk)));
+    const self = this;
+    async function* flush(): AsyncGenerator<Batch> {
+      const count = n;
+      n = 0;
+      const batch = await self.fetch(src, rowsRoot, keyBytes, keyEnds, count, direction.descending);
+      direction.descending = !direction.descending;
+      let out = batch;
+      if (selector && out.length > 0) {
+        const sel = new Uint32Array(out.length);
+        const kept = selector(out, sel, -1);
+        if (kept < out.length) out = gatherBatch(out, sel, kept);
       }
-      let batch: Batch = { length: n, vectors };
-      if (predicate && n > 0) {
-        const count = selectRows(batch, predicate(batch), selection);
-        batch = count === n ? batch : gatherBatch(batch, selection.buf, count);
-      }
-      return batch.length > 0 ? batch : null;
-    };
-    // Batches grow from 16 rows to the full size, so first() or limit(5) fetches few rows.
-    let want = Math.min(16, ctx.batchSize);
+      for (let at = 0; at < out.length; at += ctx.batchSize) yield sliceBatch(out, at, Math.min(out.length, at + ctx.batchSize));
+    }
     for await (const slice of ctx.reader.slices(this.indexTree, this.bounds)) {
       throwIfAborted(ctx.signal);
       for (let k = 0; k < slice.end - slice.start; k++) {
         const i = this.bounds.reverse ? slice.end - 1 - k : slice.start + k;
-        keys.push(Buffer.from(keySuffix(slice.leaf.key(i), this.indexParts)));
-        if (keys.length >= want) {
-          want = Math.min(want * 4, ctx.batchSize);
-          const b = await flush();
-          if (b) yield b;
+        const pk = keySuffix(slice.leaf.key(i), this.indexParts);
+        const from = n === 0 ? 0 : keyEnds[n - 1];
+        if (from + pk.byteLength > keyBytes.byteLength) {
+          const grown = Buffer.allocUnsafe(Math.max(keyBytes.byteLength * 2, from + pk.byteLength));
+          keyBytes.copy(grown, 0, 0, from);
+          keyBytes = grown;
+        }
+        if (n >= keyEnds.length) { const e = new Uint32Array(keyEnds.length * 2); e.set(keyEnds); keyEnds = e; }
+        pk.copy(keyBytes, from);
+        keyEnds[n++] = from + pk.byteLength;
+        if (n >= want) {
+          want = Math.min(want * 4, MAX_CHUNK);
+          yield* flush();
         }
       }
     }
-    if (keys.length > 0) {
-      const b = await flush();
-      if (b) yield b;
+    if (n > 0) yield* flush();
+  }
+
+  /**
+   * The rows of `count` primary keys (in index order), fetched in key order. Keys with no row
+   * are dropped (an index entry always has its row within one snapshot; this is only defence).
+   */
+  private async fetch(src: NodeSource, root: number, keyBytes: Buffer, keyEnds: Uint32Array, count: number, descending: boolean): Promise<Batch> {
+    const keyAt = (p: number) => keyBytes.subarray(p === 0 ? 0 : keyEnds[p - 1], keyEnds[p]);
+    const order = new Uint32Array(count);
+    for (let p = 0; p < count; p++) order[p] = p;
+    order.sort((a, b) => {
+      // Byte comparison in place: no Buffer object per comparison.
+      let i = a === 0 ? 0 : keyEnds[a - 1], j = b === 0 ? 0 : keyEnds[b - 1];
+      const ei = keyEnds[a], ej = keyEnds[b];
+      for (; i < ei && j < ej; i++, j++) if (keyBytes[i] !== keyBytes[j]) return keyBytes[i] - keyBytes[j];
+      return (ei - i) - (ej - j);
+    });
+
+    const cols = this.columns;
+    const f64: (Float64Array | null)[] = cols.map((c) => (c.decoder.kind === 'f64' ? new Float64Array(count) : null));
+    const anyv: (unknown[] | null)[] = cols.map((c) => (c.decoder.kind === 'f64' ? null : new Array(count).fill(undefined)));
+    const absent: (Uint8Array | null)[] = cols.map(() => null);
+    const found = new Uint8Array(count);
+    let missing = 0;
+    const overflow: { col: number; pos: number; ref: OverflowRef }[] = [];
+
+    // Per column, how to read it from the current leaf (set up once per leaf, not per row).
+    const mode = new Uint8Array(cols.length);
+    const f64Views: (Float64Array | null)[] = cols.map(() => null);
+    const bits: (Uint8Array | null)[] = cols.map(() => null);
+    const datas: (Buffer | null)[] = cols.map(() => null);
+    const offsets: (Uint32Array | null)[] = cols.map(() => null);
+    const widths = new Uint32Array(cols.length);
+    const bind = (leaf: LeafLike) => {
+      for (let c = 0; c < cols.length; c++) {
+        const col = cols[c];
+        mode[c] = CELL;
+        if (!(leaf instanceof LeafView)) continue;
+        if (col.column >= leaf.columns) { mode[c] = ABSENT; continue; }
+        const view = leaf.column(col.column);
+        bits[c] = view.absent;
+        if (col.decoder.kind === 'f64' && view.kind === 'fixed' && view.width === 8) {
+          mode[c] = F64;
+          f64Views[c] = new Float64Array(view.data.buffer, view.data.byteOffset, leaf.count);
+        } else if (col.decoder.kind === 'utf8' && view.kind === 'fixed') {
+          mode[c] = UTF8_FIXED;
+          datas[c] = view.data as Buffer;
+          widths[c] = view.width;
+        } else if (col.decoder.kind === 'utf8' && view.kind === 'variable' && view.overflow === null) {
+          mode[c] = UTF8_VAR;
+          datas[c] = view.data;
+          offsets[c] = view.offsets;
+        }
+      }
+    };
+
+    // Pass 1: the leaf page of every key, in sweep order, through the (cached) branch pages
+    // only. Pass 2 then reads ahead the missing leaves a window at a time, so a pool miss
+    // costs part of a large read instead of a synchronous page read each.
+    const sweep = new Uint32Array(count);
+    const pages = new Float64Array(count);
+    const distinct: number[] = [];
+    let lastPage = -1;
+    let lastBranch: BranchLike | null = null;
+    for (let s = 0; s < count; s++) {
+      const pos = order[descending ? count - 1 - s : s];
+      sweep[s] = pos;
+      const key = keyAt(pos);
+      // Neighbouring keys share a level-1 branch: look there first.
+      let page = -1;
+      if (lastBranch !== null && lastBranch.count > 1) {
+        const idx = childIndexFor(lastBranch, key);
+        if (idx > 0 && idx < lastBranch.count - 1) page = lastBranch.child(idx);
+      }
+      if (page < 0) {
+        const found = leafPageOf(src, root, key);
+        page = found.page;
+        lastBranch = found.parent;
+      }
+      pages[s] = page;
+      if (page !== lastPage) { distinct.push(page); lastPage = page; }
     }
+    const READ_AHEAD = 16;
+    let readAheadTo = 0;
+    let d = -1;
+
+    let leaf: LeafLike | null = null;
+    lastPage = -1;
+    for (let s = 0; s < count; s++) {
+      const pos = sweep[s];
+      const key = keyAt(pos);
+      if (pages[s] !== lastPage) {
+        lastPage = pages[s];
+        d++;
+        if (d >= readAheadTo - READ_AHEAD / 2 && readAheadTo < distinct.length) {
+          const to = Math.min(distinct.length, Math.max(readAheadTo, d) + READ_AHEAD);
+          await src.prefetch(distinct.slice(Math.max(readAheadTo, d), to));
+          readAheadTo = to;
+        }
+        leaf = src.node(lastPage) as LeafLike;
+        if (!leaf.isLeaf) throw new ModelVaultError('CORRUPT', 'a branch where a leaf was expected', { offset: lastPage * src.pager.pageSize });
+        bind(leaf);
+      }
+      if (leaf === null) continue;
+      const i = firstAtOrAfter(leaf, key);
+      if (i >= leaf.count || leaf.compareKey(i, key) !== 0) { missing++; continue; }
+      found[pos] = 1;
+      for (let c = 0; c < cols.length; c++) {
+        const m = mode[c];
+        const b = bits[c];
+        if (m === ABSENT || (m !== CELL && b !== null && (b[i >> 3] & (1 << (i & 7))) !== 0)) {
+          if (f64[c] !== null) (absent[c] ??= new Uint8Array(count))[pos] = 1;
+          continue;
+        }
+        if (m === F64) { f64[c]![pos] = f64Views[c]![i]; continue; }
+        if (m === UTF8_VAR) { const o = offsets[c]!; anyv[c]![pos] = utf8Slice(datas[c]!, o[i], o[i + 1]); continue; }
+        if (m === UTF8_FIXED) { const w = widths[c]; anyv[c]![pos] = utf8Slice(datas[c]!, i * w, i * w + w); continue; }
+        const col = cols[c];
+        const cell = leaf.cell(i, col.column);
+        if (f64[c] !== null) {
+          if (cell === null || cell instanceof OverflowRef) (absent[c] ??= new Uint8Array(count))[pos] = 1;
+          else f64[c]![pos] = Buffer.from(cell.buffer, cell.byteOffset, cell.byteLength).readDoubleLE(0);
+        } else if (cell instanceof OverflowRef) overflow.push({ col: c, pos, ref: cell });
+        else if (cell !== null) anyv[c]![pos] = decodeCell(col, cell);
+      }
+    }
+    for (const o of overflow) {
+      const col = cols[o.col];
+      const bytes = await readOverflow(src.pager, o.ref);
+      anyv[o.col]![o.pos] = decodeCell(col, bytes);
+    }
+    const vectors = new Map<string, Vector>();
+    cols.forEach((col, c) => {
+      vectors.set(col.path, f64[c] !== null ? { kind: 'f64', values: f64[c]!, absent: absent[c] } : { kind: 'any', values: anyv[c]! });
+    });
+    const batch: Batch = { length: count, vectors };
+    if (missing === 0) return batch;
+    const keep = new Uint32Array(count - missing);
+    let k = 0;
+    for (let p = 0; p < count; p++) if (found[p]) keep[k++] = p;
+    return gatherBatch(batch, keep, k);
+  }
+}
+
+// How fetch() reads a column from the current leaf.
+const CELL = 0, F64 = 1, UTF8_VAR = 2, UTF8_FIXED = 3, ABSENT = 4;
+
+function decodeCell(col: ScanColumn, cell: Uint8Array): unknown {
+  return col.decoder.kind === 'utf8' ? decodeUtf8Cell(cell) : col.decoder.kind === 'value' ? col.decoder.decode(cell as Buffer) : undefined;
+}
+
+/** The page of the leaf that would hold `key`, and the level-1 branch above it (null when the root is a leaf). */
+function leafPageOf(src: NodeSource, root: number, key: Buffer): { page: number; parent: BranchLike | null } {
+  let node = src.node(root);
+  if (node.isLeaf) return { page: root, parent: null };
+  for (let depth = 0; ; depth++) {
+    if (depth > MAX_DEPTH) throw new ModelVaultError('CORRUPT', 'tree deeper than any valid tree', { offset: root * src.pager.pageSize });
+    const child = node.child(childIndexFor(node, key));
+    if (node.level === 1) return { page: child, parent: node };
+    const next = src.node(child);
+    if (next.isLeaf) throw new ModelVaultError('CORRUPT', `a leaf under a level-${node.level} branch`, { offset: child * src.pager.pageSize });
+    node = next;
   }
 }

@@ -32,6 +32,8 @@ export interface PlannedQuery {
 }
 
 const NUMERIC = new Set(['int', 'float', 'timestamp']);
+/** Stored as plain UTF-8 (row-codec): scans decode them straight from the page. */
+const TEXT = new Set(['string', 'uuid', 'enum']);
 const INDEX_SELECTIVITY = 0.2;
 
 function readCollection(reader: TreeReader, name: string): { meta: CollectionMeta; rowCount: number } {
@@ -185,7 +187,7 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
     side.meta.columns.flatMap((f, column) => (fields.has(f) && side.meta.fields[f] ? [{
       path: prefix + f,
       column,
-      decoder: NUMERIC.has(side.meta.fields[f].kind) ? { kind: 'f64' as const } : { kind: 'value' as const, decode: columnCodec(f, side.meta.fields[f]).decode },
+      decoder: NUMERIC.has(side.meta.fields[f].kind) ? { kind: 'f64' as const } : TEXT.has(side.meta.fields[f].kind) ? { kind: 'utf8' as const } : { kind: 'value' as const, decode: columnCodec(f, side.meta.fields[f]).decode },
     }] : []));
 
   // Conjuncts on the queried collection alone go into its scan; the rest filter after joins.
@@ -203,8 +205,12 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   const access = chooseAccess(reader, base, pushable, orderable);
   const baseColumns = scanColumns(sides.get('')!, needed.get('')!, '');
   const baseFilter = andOf(pushable);
+  // An index scan fetches its rows a chunk of keys at a time: all of the estimated range at
+  // once unless a limit right above it may stop the query after a few rows.
+  const limited = Number.isFinite(state.limit) && !aggregating && state.joins.length === 0 && (state.order.length === 0 || access.ordered);
+  const firstChunk = limited ? Math.max(16, state.limit + state.offset) : Math.max(16, access.estimate);
   let root: Operator = access.index
-    ? new IndexScanOp(access.index.tree, base.meta.rowsTree, `${base.meta.name} via index ${access.index.name}`, access.index.fields.length, access.bounds, access.boundsText, baseColumns, baseFilter)
+    ? new IndexScanOp(access.index.tree, base.meta.rowsTree, `${base.meta.name} via index ${access.index.name}`, access.index.fields.length, access.bounds, access.boundsText, baseColumns, baseFilter, firstChunk)
     : new TableScanOp(base.meta.rowsTree, base.meta.name, baseColumns, baseFilter, access.bounds);
   let leftEstimate = access.estimate;
   state.joins.forEach((j, n) => {
