@@ -11,6 +11,7 @@ import { run, statsOf, throwIfAborted, type ExecContext, type Operator, type Ope
 import { pathVector } from './paths.js';
 import { hashValue } from './hash.js';
 import { F64HashTable } from './hash-table.js';
+import { dictOf } from './dict-vector.js';
 import type { Reservation } from '../storage/memory-pool.js';
 import { ModelVaultError } from '../storage/errors.js';
 
@@ -73,7 +74,7 @@ const grow = (a: Float64Array, need: number): Float64Array => {
  * group id), so the per-row work of a batch is a key lookup plus typed-array updates. A numeric
  * single key goes through an F64HashTable, anything else through a Map of groupKey().
  */
-class GroupTable {
+export class GroupTable {
   size = 0;
   private readonly ids = new Map<unknown, number>();
   private numeric: F64HashTable | null = null;
@@ -89,6 +90,7 @@ class GroupTable {
   readonly max: unknown[][];
   readonly distinct: Set<unknown>[][];
   private gids = new Int32Array(1024);
+  private dictGids = new Int32Array(64);
 
   constructor(private readonly specs: readonly AggregateSpec[], private readonly width: number) {
     this.keys = Array.from({ length: width }, () => []);
@@ -161,6 +163,25 @@ class GroupTable {
         return gids;
       }
       const values = v.values;
+      const d = dictOf(v);
+      if (d) {
+        // Dictionary-coded (a joined low-cardinality column): one lookup per distinct value.
+        if (this.dictGids.length < d.dict.length) this.dictGids = new Int32Array(d.dict.length * 2);
+        const dictGids = this.dictGids.fill(-1, 0, d.dict.length), codes = d.codes;
+        for (let i = 0; i < length; i++) {
+          const c = codes[i];
+          let g = dictGids[c];
+          if (g < 0) {
+            const x = d.dict[c];
+            const key = typeof x === 'object' && x !== null ? singleKey(x) : x;
+            let found = ids.get(key);
+            if (found === undefined) { one[0] = x; ids.set(key, (found = this.newGroup(one))); acc.grown += this.groupBytes(one); }
+            g = dictGids[c] = found;
+          }
+          gids[i] = g;
+        }
+        return gids;
+      }
       for (let i = 0; i < length; i++) {
         const x = values[i];
         const key = typeof x === 'object' && x !== null ? singleKey(x) : x;

@@ -4,15 +4,19 @@
 // too large. A partition that does not shrink (one key holding most rows: skew) is joined
 // block by block: chunks of the build side that fit, each against a full pass of the probe side.
 import type { SpillRun } from '../storage/spill-space.js';
-import { batchBytes, concatBatches, gatherBatch, valueAt, type Batch, type Vector } from './batch.js';
+import { batchBytes, concatBatches, gather, gatherBatch, valueAt, type Batch, type Vector } from './batch.js';
 import { run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats } from './operator.js';
 import { pathVector } from './paths.js';
 import { hashValue } from './hash.js';
+import { F64HashTable } from './hash-table.js';
+import { encodeDict, type DictVector } from './dict-vector.js';
 import { decodeBatch, encodeBatch } from './spill-codec.js';
 import type { Reservation } from '../storage/memory-pool.js';
 
 const PARTITIONS = 16;
 const MAX_LEVEL = 3;
+/** Build columns with at most this many distinct values carry dictionary codes into the output. */
+const DICT_MAX = 4096;
 let nextId = 1;
 
 export interface JoinParams {
@@ -71,7 +75,7 @@ export class HashJoinOp implements Operator {
       }
       if (stats) stats.peakReservedBytes = Math.max(stats.peakReservedBytes, reservation.peakBytes);
       if (!overflow) {
-        const table = buildTable(loaded, this.buildPath);
+        const table = new BuildTable(concatBatches(loaded), this.buildPath);
         for await (const probe of run(probeOp, ctx)) {
           throwIfAborted(ctx.signal);
           const out = this.probeBatch(table, probe, null);
@@ -111,7 +115,7 @@ export class HashJoinOp implements Operator {
     }
     if (stats) stats.peakReservedBytes = Math.max(stats.peakReservedBytes, reservation.peakBytes);
     if (fits) {
-      const table = buildTable(loaded, this.buildPath);
+      const table = new BuildTable(concatBatches(loaded), this.buildPath);
       for await (const record of probe.records()) {
         throwIfAborted(ctx.signal);
         const out = this.probeBatch(table, decodeBatch(record), null);
@@ -161,7 +165,7 @@ export class HashJoinOp implements Operator {
           chunk.push(b);
         }
         if (chunk.length === 0) break;
-        const table = buildTable(chunk, this.buildPath);
+        const table = new BuildTable(concatBatches(chunk), this.buildPath);
         let ordinal = 0;
         for await (const record of probe.records()) {
           throwIfAborted(ctx.signal);
@@ -203,71 +207,167 @@ export class HashJoinOp implements Operator {
    */
   private probeBatch(table: BuildTable, probe: Batch, matched: { bits: Uint8Array; base: number } | null, deferOuter = false): Batch | null {
     const keys = pathVector(probe, this.probePath);
-    const probeIdx: number[] = [];
-    const buildIdx: number[] = [];
-    const outer = this.params.type === 'left';
+    const emitUnmatched = this.params.type === 'left' && !deferOuter;
+    const out = this.pairs;
+    out.reset(probe.length);
+    const first = table.first, next = table.next;
+    const numeric = table.numeric;
+    const f64 = numeric && keys.kind === 'f64' ? keys : null;
     for (let i = 0; i < probe.length; i++) {
-      const k = joinKey(valueAt(keys, i));
-      let j = k === undefined ? -1 : table.first.get(k) ?? -1;
-      if (j < 0) {
-        if (outer && !deferOuter) { probeIdx.push(i); buildIdx.push(-1); }
-        continue;
-      }
+      let id: number;
+      if (f64) {
+        // The common case (numeric keys on both sides): a typed-array probe, no boxing.
+        const k = f64.values[i];
+        id = (f64.absent && f64.absent[i]) || k !== k ? -1 : numeric!.get(k);
+      } else id = table.idOf(joinKey(valueAt(keys, i)));
+      if (id < 0) { if (emitUnmatched) out.push(i, -1); continue; }
       if (matched) matched.bits[matched.base + i] = 1;
-      for (; j >= 0; j = table.next[j]) { probeIdx.push(i); buildIdx.push(j); }
+      let j = first[id];
+      if (next[j] < 0 && out.count < out.probe.length) { out.probe[out.count] = i; out.build[out.count++] = j; continue; }
+      for (; j >= 0; j = next[j]) out.push(i, j);
     }
-    if (probeIdx.length === 0) return null;
-    return this.output(probe, probeIdx, table.batch, buildIdx);
+    if (out.count === 0) return null;
+    return this.output(probe, out.probe, table, out.build, out.count);
   }
 
-  private output(probe: Batch, probeIdx: number[], build: Batch | null, buildIdx: number[]): Batch {
-    const n = probeIdx.length;
-    const probeOut = gatherBatch(probe, probeIdx);
+  private readonly pairs = new Pairs();
+
+  private output(probe: Batch, probeIdx: Int32Array | number[], table: BuildTable | null, buildIdx: Int32Array | number[], n = probeIdx.length): Batch {
+    const build = table ? table.batch : null;
+    // Every probe row once, in order (an inner join on a unique build key): no gather needed.
+    let identity = n === probe.length;
+    for (let k = 0; identity && k < n; k++) identity = probeIdx[k] === k;
     const vectors = new Map<string, Vector>();
     const buildPrefix = this.params.buildSide === 'right' ? `${this.params.as}.` : '';
     const probePrefix = this.params.buildSide === 'right' ? '' : `${this.params.as}.`;
-    for (const [path, v] of probeOut.vectors) vectors.set(probePrefix + path, v);
+    for (const [path, v] of probe.vectors) vectors.set(probePrefix + path, identity ? v : gather(v, probeIdx, n));
+    let unmatched = false;
+    for (let k = 0; k < n; k++) if (buildIdx[k] < 0) { unmatched = true; break; }
     const buildVectors = build ? build.vectors : new Map<string, Vector>();
     for (const [path, v] of buildVectors) {
       if (v.kind === 'f64') {
         const values = new Float64Array(n);
         let absent: Uint8Array | null = null;
-        for (let k = 0; k < n; k++) {
-          const j = buildIdx[k];
-          if (j < 0 || (v.absent && v.absent[j])) (absent ??= new Uint8Array(n))[k] = 1;
-          else values[k] = v.values[j];
+        const src = v.values, srcAbsent = v.absent;
+        if (!unmatched && !srcAbsent) {
+          for (let k = 0; k < n; k++) values[k] = src[buildIdx[k]];
+        } else {
+          for (let k = 0; k < n; k++) {
+            const j = buildIdx[k];
+            if (j < 0 || (srcAbsent && srcAbsent[j])) (absent ??= new Uint8Array(n))[k] = 1;
+            else values[k] = src[j];
+          }
         }
         vectors.set(buildPrefix + path, { kind: 'f64', values, absent });
       } else {
         const values = new Array(n);
-        for (let k = 0; k < n; k++) values[k] = buildIdx[k] < 0 ? undefined : v.values[buildIdx[k]];
-        vectors.set(buildPrefix + path, { kind: 'any', values });
+        const src = v.values;
+        for (let k = 0; k < n; k++) { const j = buildIdx[k]; values[k] = j < 0 ? undefined : src[j]; }
+        const encoded = table?.dicts.get(path);
+        if (encoded) {
+          const codes = new Int32Array(n), srcCodes = encoded.codes, missing = encoded.dict.length - 1;
+          for (let k = 0; k < n; k++) { const j = buildIdx[k]; codes[k] = j < 0 ? missing : srcCodes[j]; }
+          const coded: DictVector = { kind: 'any', values, codes, dict: encoded.dict };
+          vectors.set(buildPrefix + path, coded);
+        } else vectors.set(buildPrefix + path, { kind: 'any', values });
       }
     }
     // Presence marker of the joined row: absent for a left join without a match.
-    vectors.set(this.params.as, { kind: 'any', values: buildIdx.map((j) => (j < 0 ? undefined : true)) });
+    const marker = new Array(n);
+    if (unmatched) for (let k = 0; k < n; k++) marker[k] = buildIdx[k] < 0 ? undefined : true;
+    else marker.fill(true);
+    vectors.set(this.params.as, { kind: 'any', values: marker });
     return { length: n, vectors };
   }
 }
 
-interface BuildTable { batch: Batch; first: Map<unknown, number>; next: Int32Array }
+/** (probe row, build row) pairs of one probe batch, in reused growable typed arrays. */
+class Pairs {
+  probe = new Int32Array(1024);
+  build = new Int32Array(1024);
+  count = 0;
 
-/** Rows chained by key: first[key] → row, next[row] → row with the same key, -1 at the end (input order). */
-function buildTable(batches: Batch[], path: string): BuildTable {
-  const batch = concatBatches(batches);
-  const keys = batch.length ? pathVector(batch, path) : null;
-  const first = new Map<unknown, number>();
-  const next = new Int32Array(batch.length).fill(-1);
-  const last = new Map<unknown, number>();
-  for (let i = 0; i < batch.length; i++) {
-    const k = joinKey(valueAt(keys!, i));
-    if (k === undefined) continue;
-    const tail = last.get(k);
-    if (tail === undefined) first.set(k, i);
-    else next[tail] = i;
-    last.set(k, i);
+  /** Empties the pairs, with room for at least `n`. */
+  reset(n: number): void {
+    this.count = 0;
+    if (this.probe.length < n) { this.probe = new Int32Array(n); this.build = new Int32Array(n); }
   }
-  return { batch, first, next };
+
+  push(i: number, j: number): void {
+    if (this.count === this.probe.length) {
+      const p = new Int32Array(this.count * 2), b = new Int32Array(this.count * 2);
+      p.set(this.probe); b.set(this.build);
+      this.probe = p; this.build = b;
+    }
+    this.probe[this.count] = i;
+    this.build[this.count++] = j;
+  }
+}
+
+/**
+ * The build side: its rows in one batch, and the rows of each distinct key chained in input
+ * order (first[id] → row, next[row] → next row with that key, -1 at the end). Numeric keys
+ * (a f64 key vector) go through an F64HashTable, anything else through a Map of joinKey().
+ */
+export class BuildTable {
+  numeric: F64HashTable | null = null;
+  private map: Map<unknown, number> | null = null;
+  first: Int32Array;
+  readonly next: Int32Array;
+
+  /** Dictionary codes of the build side's low-cardinality 'any' columns (see dict-vector.ts). */
+  readonly dicts = new Map<string, { codes: Int32Array; dict: unknown[] }>();
+
+  constructor(readonly batch: Batch, path: string) {
+    const n = batch.length;
+    for (const [p, v] of batch.vectors) {
+      if (v.kind !== 'any' || n < 64) continue;
+      const encoded = encodeDict(v.values, Math.min(DICT_MAX, n >> 3));
+      if (encoded) this.dicts.set(p, encoded);
+    }
+    this.next = new Int32Array(n).fill(-1);
+    this.first = new Int32Array(16);
+    let last = new Int32Array(16);
+    const keys = n ? pathVector(batch, path) : null;
+    let ids = 0;
+    const link = (id: number, i: number) => {
+      if (id === ids) {
+        ids++;
+        if (id >= this.first.length) {
+          const f = new Int32Array(this.first.length * 2), l = new Int32Array(this.first.length * 2);
+          f.set(this.first); l.set(last);
+          this.first = f; last = l;
+        }
+        this.first[id] = i;
+      } else this.next[last[id]] = i;
+      last[id] = i;
+    };
+    if (keys && keys.kind === 'f64') {
+      const table = (this.numeric = new F64HashTable(Math.min(n, 1 << 20)));
+      const values = keys.values, absent = keys.absent;
+      for (let i = 0; i < n; i++) {
+        const k = values[i];
+        if ((absent && absent[i]) || k !== k) continue;
+        link(table.add(k), i);
+      }
+      return;
+    }
+    const map = (this.map = new Map());
+    for (let i = 0; i < n; i++) {
+      const k = joinKey(valueAt(keys!, i));
+      if (k === undefined) continue;
+      let id = map.get(k);
+      if (id === undefined) map.set(k, (id = map.size));
+      link(id, i);
+    }
+  }
+
+  /** The key id of a join key (joinKey() form), or -1. */
+  idOf(k: unknown): number {
+    if (k === undefined) return -1;
+    if (this.numeric) return typeof k === 'number' ? this.numeric.get(k) : -1;
+    return this.map!.get(k) ?? -1;
+  }
 }
 
 async function* batchesOf(runIn: SpillRun): AsyncGenerator<Batch> {
