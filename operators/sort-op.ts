@@ -8,6 +8,7 @@ import { compareValues } from './expr.js';
 import { run, statsOf, throwIfAborted, type ExecContext, type Operator } from './operator.js';
 import { pathVector } from './paths.js';
 import { decodeBatch, encodeBatch } from './spill-codec.js';
+import { keyImages, radixSortPayload } from './radix-sort.js';
 
 export interface SortKey {
   readonly path: string;
@@ -53,6 +54,92 @@ export function sortBatch(b: Batch, keys: readonly SortKey[]): Batch {
   return gatherBatch(b, sortPermutation(b, keys));
 }
 
+/**
+ * Buffered batches in sorted order without concatenating them: `ids[k]` names the k-th row as
+ * (batch index << shift) | row, so the rows are gathered straight from the input batches, only
+ * for the output batch (or spill record) at hand.
+ */
+export interface SortedRows { readonly batches: readonly Batch[]; readonly ids: Uint32Array; readonly shift: number }
+
+const bitsFor = (n: number) => Math.max(1, 32 - Math.clz32(Math.max(1, n - 1)));
+
+/** Bytes of scratch the sort needs per buffered row (key images, ids and their radix copies). */
+export const SORT_SCRATCH_BYTES_PER_ROW = 28;
+
+export function sortRows(batches: readonly Batch[], keys: readonly SortKey[]): SortedRows {
+  let total = 0, longest = 0;
+  for (const b of batches) { total += b.length; longest = Math.max(longest, b.length); }
+  const shift = bitsFor(longest);
+  const vectors = keys.length === 1 ? batches.map((b) => pathVector(b, keys[0].path)) : null;
+  if (vectors && vectors.every((v) => v.kind === 'f64') && batches.length <= 2 ** (32 - shift)) {
+    // One numeric key: radix argsort of its key images, carrying the row ids along.
+    const hi = new Uint32Array(total), lo = new Uint32Array(total), ids = new Uint32Array(total);
+    let at = 0;
+    for (let bi = 0; bi < batches.length; bi++) {
+      const v = vectors[bi] as F64Vector, n = batches[bi].length;
+      keyImages(v.values.length === n ? v.values : v.values.subarray(0, n), v.absent, keys[0].desc, hi, lo, at);
+      const base = (bi << shift) >>> 0;
+      for (let i = 0; i < n; i++) ids[at + i] = (base | i) >>> 0;
+      at += n;
+    }
+    return { batches, ids: radixSortPayload(hi, lo, ids, total), shift };
+  }
+  const one = concatBatches(batches as Batch[]);
+  return { batches: [one], ids: sortPermutation(one, keys), shift: bitsFor(one.length) };
+}
+
+interface SourceColumn { path: string; f64: boolean; vals: Float64Array[]; abs: (Uint8Array | null)[]; anyAbsent: boolean; vecs: Vector[] }
+
+/**
+ * Rows ids[from, to) of a SortedRows (or of any batches with ids so encoded) as one batch.
+ * `cache` keeps the per-path source vectors between calls over the same batches.
+ */
+export function gatherRows(rows: SortedRows, from: number, to: number, cache?: { columns?: SourceColumn[] }): Batch {
+  const { batches, ids, shift } = rows;
+  const n = to - from;
+  const mask = shift >= 32 ? 0xffffffff : (1 << shift) - 1;
+  const vectors = new Map<string, Vector>();
+  if (batches.length === 0) return { length: n, vectors };
+  let columns = cache?.columns;
+  if (!columns) {
+    columns = [...batches[0].vectors.keys()].map((path) => {
+      const vecs = batches.map((b) => pathVector(b, path));
+      const f64 = vecs.every((v) => v.kind === 'f64');
+      const vals = f64 ? vecs.map((v) => (v as F64Vector).values) : [];
+      const abs = f64 ? vecs.map((v) => (v as F64Vector).absent) : [];
+      return { path, f64, vals, abs, anyAbsent: abs.some((x) => x !== null), vecs };
+    });
+    if (cache) cache.columns = columns;
+  }
+  for (const col of columns) {
+    if (col.f64) {
+      const vals = col.vals, abs = col.abs;
+      const values = new Float64Array(n);
+      let absent: Uint8Array | null = null;
+      for (let k = 0; k < n; k++) {
+        const id = ids[from + k];
+        values[k] = vals[id >>> shift][id & mask];
+      }
+      if (col.anyAbsent) {
+        for (let k = 0; k < n; k++) {
+          const id = ids[from + k], a = abs[id >>> shift];
+          if (a !== null && a[id & mask]) (absent ??= new Uint8Array(n))[k] = 1;
+        }
+      }
+      vectors.set(col.path, { kind: 'f64', values, absent });
+    } else {
+      const vecs = col.vecs;
+      const values = new Array(n);
+      for (let k = 0; k < n; k++) {
+        const id = ids[from + k], v = vecs[id >>> shift], i = id & mask;
+        values[k] = v.kind === 'any' ? v.values[i] : valueAt(v, i);
+      }
+      vectors.set(col.path, { kind: 'any', values });
+    }
+  }
+  return { length: n, vectors };
+}
+
 export class SortOp implements Operator {
   readonly name: string;
   private readonly id = nextId++;
@@ -82,17 +169,17 @@ export class SortOp implements Operator {
     const track = () => { if (stats) stats.peakReservedBytes = Math.max(stats.peakReservedBytes, buffered.peakBytes); };
     const spillSorted = async () => {
       if (pending.length === 0) return;
-      const sorted = sortBatch(concatBatches(pending), this.keys);
+      const sorted = sortRows(pending, this.keys);
       pending = [];
       pendingRows = 0;
-      buffered.free();
       runs.push(await writeRun(ctx, `${this.name}#${this.id}`, sorted, chunkRows(), stats));
+      buffered.free();
     };
     try {
       for await (const batch of run(this.input, ctx)) {
         throwIfAborted(ctx.signal);
         if (batch.length === 0) continue;
-        const bytes = batchBytes(batch);
+        const bytes = batchBytes(batch) + (Number.isFinite(this.limit) ? 0 : SORT_SCRATCH_BYTES_PER_ROW * batch.length);
         bytesPerRow = Math.max(bytesPerRow, Math.ceil(bytes / batch.length));
         if (!buffered.tryGrow(bytes)) {
           if (Number.isFinite(this.limit) && pendingRows > this.limit) this.compactTopK(pending, buffered, (p, r) => { pending = p; pendingRows = r; });
@@ -111,11 +198,12 @@ export class SortOp implements Operator {
       }
       if (runs.length === 0) {
         if (pending.length === 0) return; // no input rows: nothing to sort (an empty batch has no key vectors)
-        let sorted = sortBatch(concatBatches(pending), this.keys);
+        const sorted = sortRows(pending, this.keys);
         pending = [];
-        if (Number.isFinite(this.limit)) sorted = gatherBatch(sorted, range(Math.min(this.limit, sorted.length)));
-        for (let from = 0; from < sorted.length; from += ctx.batchSize) {
-          yield gatherBatch(sorted, range(Math.min(ctx.batchSize, sorted.length - from), from));
+        const total = Math.min(this.limit, sorted.ids.length);
+        const cache = {};
+        for (let from = 0; from < total; from += ctx.batchSize) {
+          yield gatherRows(sorted, from, Math.min(total, from + ctx.batchSize), cache);
         }
         return;
       }
@@ -147,12 +235,14 @@ function range(n: number, from = 0): Uint32Array {
   return r;
 }
 
-async function writeRun(ctx: ExecContext, label: string, sorted: Batch, chunk: number, stats?: { spilledBytes: number; spillRuns: number }): Promise<SpillRun> {
+async function writeRun(ctx: ExecContext, label: string, sorted: SortedRows, chunk: number, stats?: { spilledBytes: number; spillRuns: number }): Promise<SpillRun> {
   const writer = ctx.spill.createRun(label);
+  const total = sorted.ids.length;
+  const cache = {};
   try {
-    for (let from = 0; from < sorted.length; from += chunk) {
+    for (let from = 0; from < total; from += chunk) {
       throwIfAborted(ctx.signal);
-      const bytes = encodeBatch(gatherBatch(sorted, range(Math.min(chunk, sorted.length - from), from)));
+      const bytes = encodeBatch(gatherRows(sorted, from, Math.min(total, from + chunk), cache));
       await writer.append(bytes);
       if (stats) stats.spilledBytes += bytes.byteLength;
     }
@@ -197,7 +287,17 @@ async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly Sor
   yield* mergeGroup(ctx, runs, keys);
 }
 
-interface Cursor { it: AsyncIterator<Buffer>; batch: Batch; vectors: Vector[]; row: number; order: number }
+interface Cursor {
+  it: AsyncIterator<Buffer>; batch: Batch; vectors: Vector[]; row: number; order: number;
+  /** Key images of the batch (one numeric key), else null. */
+  hi: Uint32Array | null; lo: Uint32Array | null;
+  /** Index of the batch among the current output batch's sources, -1 when not yet one. */
+  seg: number;
+}
+
+/** Row bits of a merge output id; the rest name the source batch. */
+const SEG_SHIFT = 20;
+const MAX_SEGS = 2 ** (32 - SEG_SHIFT);
 
 async function* mergeGroup(ctx: ExecContext, runs: readonly SpillRun[], keys: readonly SortKey[]): AsyncGenerator<Batch> {
   const cmp = makeRowComparator(keys);
@@ -206,19 +306,34 @@ async function* mergeGroup(ctx: ExecContext, runs: readonly SpillRun[], keys: re
   const advanceBatch = async (c: Cursor): Promise<boolean> => {
     const next = await c.it.next();
     if (next.done) return false;
-    room.shrink(batchBytes(c.batch));
+    room.shrink(batchBytes(c.batch) + (c.hi ? 8 * c.batch.length : 0));
     c.batch = decodeBatch(next.value);
-    room.grow(batchBytes(c.batch)); // merge needs one batch per run; refuse rather than overrun
+    if (c.batch.length >= 2 ** SEG_SHIFT) throw new Error('internal: spill record too long to merge');
     c.vectors = keys.map((k) => pathVector(c.batch, k.path));
     c.row = 0;
+    c.seg = -1;
+    const v = c.vectors.length === 1 && c.vectors[0].kind === 'f64' ? (c.vectors[0] as F64Vector) : null;
+    if (v) {
+      // Comparing key images is two integer compares instead of the general comparator.
+      if (!c.hi || c.hi.length < c.batch.length) { c.hi = new Uint32Array(c.batch.length); c.lo = new Uint32Array(c.batch.length); }
+      keyImages(v.values, v.absent, keys[0].desc, c.hi, c.lo!, 0);
+    } else c.hi = c.lo = null;
+    room.grow(batchBytes(c.batch) + (c.hi ? 8 * c.batch.length : 0)); // merge needs one batch per run; refuse rather than overrun
     return true;
   };
   try {
     for (let r = 0; r < runs.length; r++) {
-      const c: Cursor = { it: runs[r].records()[Symbol.asyncIterator](), batch: { length: 0, vectors: new Map() }, vectors: [], row: 0, order: r };
+      const c: Cursor = { it: runs[r].records()[Symbol.asyncIterator](), batch: { length: 0, vectors: new Map() }, vectors: [], row: 0, order: r, hi: null, lo: null, seg: -1 };
       if (await advanceBatch(c)) cursors.push(c);
     }
     const less = (a: Cursor, b: Cursor) => {
+      if (a.hi !== null && b.hi !== null) {
+        const x = a.hi[a.row], y = b.hi[b.row];
+        if (x !== y) return x < y;
+        const p = a.lo![a.row], q = b.lo![b.row];
+        if (p !== q) return p < q;
+        return a.order < b.order;
+      }
       const c = cmp(a.vectors, a.row, b.vectors, b.row);
       return c < 0 || (c === 0 && a.order < b.order);
     };
@@ -231,20 +346,28 @@ async function* mergeGroup(ctx: ExecContext, runs: readonly SpillRun[], keys: re
         if (l < heap.length && less(heap[l], heap[m])) m = l;
         if (r < heap.length && less(heap[r], heap[m])) m = r;
         if (m === i) return;
-        [heap[i], heap[m]] = [heap[m], heap[i]];
+        const t = heap[i]; heap[i] = heap[m]; heap[m] = t;
         i = m;
       }
     };
     for (let i = (heap.length >> 1) - 1; i >= 0; i--) sift(i);
-    let out = new OutputBuilder(ctx.batchSize);
+    // Output rows are collected as (source batch, row) ids and gathered column by column.
+    let segs: Batch[] = [];
+    const ids = new Uint32Array(ctx.batchSize);
+    let count = 0;
+    const flush = (): Batch => {
+      const out = gatherRows({ batches: segs, ids, shift: SEG_SHIFT }, 0, count);
+      segs = [];
+      count = 0;
+      for (const c of cursors) c.seg = -1;
+      return out;
+    };
     while (heap.length > 0) {
       throwIfAborted(ctx.signal);
       const top = heap[0];
-      out.push(top.batch, top.row);
-      if (out.length >= ctx.batchSize) {
-        yield out.build();
-        out = new OutputBuilder(ctx.batchSize);
-      }
+      if (top.seg < 0) { top.seg = segs.length; segs.push(top.batch); }
+      ids[count++] = ((top.seg << SEG_SHIFT) | top.row) >>> 0;
+      if (count >= ctx.batchSize || segs.length >= MAX_SEGS) yield flush();
       top.row++;
       if (top.row >= top.batch.length && !(await advanceBatch(top))) {
         heap[0] = heap[heap.length - 1];
@@ -252,47 +375,8 @@ async function* mergeGroup(ctx: ExecContext, runs: readonly SpillRun[], keys: re
       }
       if (heap.length > 0) sift(0);
     }
-    if (out.length > 0) yield out.build();
+    if (count > 0) yield flush();
   } finally {
     for (const c of cursors) await c.it.return?.(undefined);
-  }
-}
-
-/** Collects rows taken from different batches into one batch. */
-export class OutputBuilder {
-  length = 0;
-  private readonly columns = new Map<string, { f64: Float64Array | null; absent: Uint8Array | null; any: unknown[] | null }>();
-  constructor(private readonly capacity: number) {}
-
-  push(b: Batch, i: number): void {
-    for (const [path, v] of b.vectors) {
-      let col = this.columns.get(path);
-      if (!col) {
-        col = v.kind === 'f64' ? { f64: new Float64Array(this.capacity), absent: null, any: null } : { f64: null, absent: null, any: [] };
-        this.columns.set(path, col);
-      }
-      if (col.f64 && v.kind === 'f64') {
-        if (this.length >= col.f64.length) { const g = new Float64Array(col.f64.length * 2); g.set(col.f64); col.f64 = g; }
-        col.f64[this.length] = v.values[i];
-        if (v.absent && v.absent[i]) {
-          if (!col.absent || col.absent.length < col.f64.length) { const a = new Uint8Array(col.f64.length); if (col.absent) a.set(col.absent); col.absent = a; }
-          col.absent[this.length] = 1;
-        }
-      } else {
-        col.any ??= [];
-        col.any[this.length] = valueAt(v, i);
-      }
-    }
-    this.length++;
-  }
-
-  build(): Batch {
-    const vectors = new Map<string, Vector>();
-    for (const [path, col] of this.columns) {
-      vectors.set(path, col.f64
-        ? { kind: 'f64', values: col.f64.subarray(0, this.length), absent: col.absent ? col.absent.subarray(0, this.length) : null }
-        : { kind: 'any', values: col.any!.length === this.length ? col.any! : Array.from({ length: this.length }, (_, k) => col.any![k]) });
-    }
-    return { length: this.length, vectors };
   }
 }

@@ -1,17 +1,21 @@
 // Batches in spill runs: msgpack of the vectors (typed arrays stay typed arrays), so a run
-// holds the same columnar form the operators work on.
+// holds the same columnar form the operators work on. A column of strings (absent allowed) is
+// one UTF-8 blob plus the strings' lengths: msgpack spent most of a sort's spill time packing
+// strings one by one, while one join + one encode, and one decode + substrings, are cheap.
 import { Packr } from 'msgpackr';
 import { ModelVaultError } from '../storage/errors.js';
 import type { Batch, Vector } from './batch.js';
 
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: true });
 
-type Encoded = [number, [string, 0 | 1, unknown, Uint8Array | null][]];
+type Encoded = [number, [string, 0 | 1 | 2, unknown, Uint8Array | null][]];
 
 export function encodeBatch(b: Batch): Uint8Array {
   const cols: Encoded[1] = [];
   for (const [path, v] of b.vectors) {
-    cols.push(v.kind === 'f64' ? [path, 0, v.values, v.absent] : [path, 1, v.values, null]);
+    if (v.kind === 'f64') { cols.push([path, 0, v.values, v.absent]); continue; }
+    const strings = encodeStrings(v.values, b.length);
+    cols.push(strings ? [path, 2, strings.packed, strings.absent] : [path, 1, v.values, null]);
   }
   return packr.pack([b.length, cols] satisfies Encoded);
 }
@@ -38,6 +42,8 @@ export function decodeBatch(bytes: Uint8Array): Batch {
       vectors.set(path, { kind: 'f64', values: f, absent: absent ? new Uint8Array(absent) : null });
     } else if (kind === 1 && Array.isArray(values) && values.length === length) {
       vectors.set(path, { kind: 'any', values: values as unknown[] });
+    } else if (kind === 2) {
+      vectors.set(path, { kind: 'any', values: decodeStrings(values, absent, length, path) });
     } else {
       throw unreadable(`malformed column ${path}`);
     }
@@ -47,3 +53,38 @@ export function decodeBatch(bytes: Uint8Array): Batch {
 
 const unreadable = (why: string, cause?: unknown) =>
   new ModelVaultError('CORRUPT', `spill record is unreadable: ${why}`, { offset: -1 }, cause === undefined ? undefined : { cause });
+
+/** Strings (and absent values) as [blob, lengths] and an absent mask; null when not all strings. */
+function encodeStrings(values: readonly unknown[], length: number): { packed: [Uint8Array, Uint32Array]; absent: Uint8Array | null } | null {
+  if (length === 0 || values.length !== length) return null;
+  const lengths = new Uint32Array(length);
+  let absent: Uint8Array | null = null;
+  const parts: string[] = new Array(length);
+  for (let i = 0; i < length; i++) {
+    const x = values[i];
+    if (typeof x === 'string') { parts[i] = x; lengths[i] = x.length; }
+    else if (x === undefined) { parts[i] = ''; (absent ??= new Uint8Array(length))[i] = 1; }
+    else return null;
+  }
+  const joined = parts.join('');
+  // A lone surrogate would not survive UTF-8: such columns keep the msgpack form.
+  if (!(joined as string & { isWellFormed(): boolean }).isWellFormed()) return null;
+  return { packed: [Buffer.from(joined, 'utf8'), lengths], absent };
+}
+
+function decodeStrings(packed: unknown, absent: Uint8Array | null, length: number, path: string): (string | undefined)[] {
+  if (!Array.isArray(packed) || packed.length !== 2 || !(packed[0] instanceof Uint8Array) || !(packed[1] instanceof Uint32Array) || packed[1].length !== length ||
+    (absent !== null && !(absent instanceof Uint8Array && absent.byteLength === length))) throw unreadable(`malformed column ${path}`);
+  const [blob, lengths] = packed as [Uint8Array, Uint32Array];
+  const all = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength).toString('utf8');
+  const out = new Array<string | undefined>(length);
+  let at = 0;
+  for (let i = 0; i < length; i++) {
+    const end = at + lengths[i];
+    if (end > all.length) throw unreadable(`malformed column ${path}`);
+    out[i] = absent !== null && absent[i] ? undefined : all.slice(at, end);
+    at = end;
+  }
+  if (at !== all.length) throw unreadable(`malformed column ${path}`);
+  return out;
+}
