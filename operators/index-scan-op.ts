@@ -108,15 +108,7 @@ export class IndexScanOp implements Operator {
    */
   private async fetch(src: NodeSource, root: number, keyBytes: Buffer, keyEnds: Uint32Array, count: number, descending: boolean): Promise<Batch> {
     const keyAt = (p: number) => keyBytes.subarray(p === 0 ? 0 : keyEnds[p - 1], keyEnds[p]);
-    const order = new Uint32Array(count);
-    for (let p = 0; p < count; p++) order[p] = p;
-    order.sort((a, b) => {
-      // Byte comparison in place: no Buffer object per comparison.
-      let i = a === 0 ? 0 : keyEnds[a - 1], j = b === 0 ? 0 : keyEnds[b - 1];
-      const ei = keyEnds[a], ej = keyEnds[b];
-      for (; i < ei && j < ej; i++, j++) if (keyBytes[i] !== keyBytes[j]) return keyBytes[i] - keyBytes[j];
-      return (ei - i) - (ej - j);
-    });
+    const order = sortKeys(keyBytes, keyEnds, count);
 
     const cols = this.columns;
     const f64: (Float64Array | null)[] = cols.map((c) => (c.decoder.kind === 'f64' ? new Float64Array(count) : null));
@@ -242,6 +234,47 @@ export class IndexScanOp implements Operator {
     for (let p = 0; p < count; p++) if (found[p]) keep[k++] = p;
     return gatherBatch(batch, keep, k);
   }
+}
+
+/**
+ * Positions 0..count-1 ordered by their keys' bytes. Keys are mostly told apart by the four
+ * bytes after the prefix they all share, so (those bytes, position) packed into one number
+ * sort natively without a comparator; only runs that tie there are compared byte by byte.
+ */
+function sortKeys(keyBytes: Buffer, keyEnds: Uint32Array, count: number): Uint32Array {
+  const startOf = (p: number) => (p === 0 ? 0 : keyEnds[p - 1]);
+  let common = count > 0 ? keyEnds[0] : 0;
+  for (let p = 1; p < count && common > 0; p++) {
+    const s = startOf(p);
+    const n = Math.min(common, keyEnds[p] - s);
+    let i = 0;
+    while (i < n && keyBytes[s + i] === keyBytes[i]) i++;
+    common = i;
+  }
+  const packed = new Float64Array(count);
+  for (let p = 0; p < count; p++) {
+    const s = startOf(p) + common, e = keyEnds[p];
+    let pre = 0;
+    for (let k = 0; k < 4; k++) pre = pre * 256 + (s + k < e ? keyBytes[s + k] : 0);
+    packed[p] = pre * MAX_CHUNK + p;
+  }
+  packed.sort();
+  const order = new Uint32Array(count);
+  for (let j = 0; j < count; j++) order[j] = packed[j] % MAX_CHUNK;
+  const compare = (a: number, b: number) => {
+    let i = startOf(a), j = startOf(b);
+    const ei = keyEnds[a], ej = keyEnds[b];
+    for (; i < ei && j < ej; i++, j++) if (keyBytes[i] !== keyBytes[j]) return keyBytes[i] - keyBytes[j];
+    return (ei - i) - (ej - j);
+  };
+  for (let j = 0; j < count;) {
+    const pre = Math.floor(packed[j] / MAX_CHUNK);
+    let k = j + 1;
+    while (k < count && Math.floor(packed[k] / MAX_CHUNK) === pre) k++;
+    if (k - j > 1) order.subarray(j, k).sort(compare);
+    j = k;
+  }
+  return order;
 }
 
 // How fetch() reads a column from the current leaf.

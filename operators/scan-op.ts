@@ -5,7 +5,7 @@
 import { LeafView, OverflowRef } from '../storage/btree-node.js';
 import { readOverflow, type KeyBounds, type LeafSlice } from '../storage/btree.js';
 import type { Pager } from '../storage/pager.js';
-import { gather, type Batch, type Vector } from './batch.js';
+import type { Batch, Vector } from './batch.js';
 import { compileSelector, exprToString, type Expr } from './expr.js';
 import { throwIfAborted, type ExecContext, type Operator } from './operator.js';
 
@@ -30,82 +30,103 @@ export const utf8Slice = (b: Buffer, start: number, end: number): string => (b a
 export const decodeUtf8Cell = (c: Uint8Array): string =>
   utf8Slice(Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength), 0, c.byteLength);
 
-/** Decodes column `col` of rows `rows` (leaf indices) of one leaf into a vector. */
-export async function leafVector(pager: Pager, leaf: LeafSlice['leaf'], col: ScanColumn, rows: ArrayLike<number>, count: number): Promise<Vector> {
-  if (leaf instanceof LeafView) {
-    const fast = viewVector(leaf, col, rows, count);
-    if (fast) return fast;
+/**
+ * One column of an output batch being filled, leaf by leaf, at increasing offsets. Numbers
+ * go to a Float64Array (absent mask made on first need), everything else to a plain array.
+ */
+export class ColumnBuilder {
+  f64: Float64Array | null;
+  absent: Uint8Array | null = null;
+  any: unknown[] | null;
+  constructor(readonly col: ScanColumn, readonly capacity: number) {
+    this.f64 = col.decoder.kind === 'f64' ? new Float64Array(capacity) : null;
+    this.any = col.decoder.kind === 'f64' ? null : new Array(capacity);
   }
+  markAbsent(at: number): void {
+    (this.absent ??= new Uint8Array(this.capacity))[at] = 1;
+  }
+  vector(length: number): Vector {
+    if (this.f64) return { kind: 'f64', values: this.f64.subarray(0, length), absent: this.absent ? this.absent.subarray(0, length) : null };
+    const values = this.any!;
+    if (values.length !== length) values.length = length;
+    return { kind: 'any', values };
+  }
+}
+
+/** Decodes column `out.col` of leaf rows `rows[0..count)` into `out` from offset `at`. */
+export async function readColumn(pager: Pager, leaf: LeafSlice['leaf'], rows: ArrayLike<number>, count: number, out: ColumnBuilder, at: number): Promise<void> {
+  if (leaf instanceof LeafView && readFromView(leaf, rows, count, out, at)) return;
+  const col = out.col;
   const c = col.column;
-  if (col.decoder.kind === 'f64') {
-    const values = new Float64Array(count);
-    let absent: Uint8Array | null = null;
+  if (out.f64) {
+    const values = out.f64;
     for (let k = 0; k < count; k++) {
       const cell = leaf.cell(rows[k], c);
-      if (cell === null || cell instanceof OverflowRef) (absent ??= new Uint8Array(count))[k] = 1;
-      else values[k] = f64At(cell as Buffer);
+      if (cell === null || cell instanceof OverflowRef) out.markAbsent(at + k);
+      else values[at + k] = f64At(cell as Buffer);
     }
-    return { kind: 'f64', values, absent };
+    return;
   }
-  const decode = col.decoder.kind === 'utf8' ? decodeUtf8Cell : col.decoder.decode;
-  const values = new Array(count);
+  const decode = col.decoder.kind === 'utf8' ? decodeUtf8Cell : col.decoder.kind === 'value' ? col.decoder.decode : null;
+  const values = out.any!;
   for (let k = 0; k < count; k++) {
     const cell = leaf.cell(rows[k], c);
-    if (cell === null) values[k] = undefined;
-    else if (cell instanceof OverflowRef) values[k] = decode(await readOverflow(pager, cell));
-    else values[k] = decode(cell as Buffer);
+    if (cell === null || decode === null) values[at + k] = undefined;
+    else if (cell instanceof OverflowRef) values[at + k] = decode(await readOverflow(pager, cell));
+    else values[at + k] = decode(cell as Buffer);
   }
-  return { kind: 'any', values };
 }
 
 /**
- * The vector read straight from a page's column view, or null when a cell needs the general
- * path (an overflow value, an unexpected layout). Numbers come from a Float64Array over the
- * page, strings from the page bytes: no per-cell Buffer objects.
+ * The column read straight from a page's column view; false when a cell needs the general path
+ * (an overflow value, an unexpected layout). Numbers come from a Float64Array over the page,
+ * strings from the page bytes: no per-cell Buffer objects.
  */
-export function viewVector(leaf: LeafView, col: ScanColumn, rows: ArrayLike<number>, count: number): Vector | null {
-  const c = col.column;
-  const kind = col.decoder.kind;
+function readFromView(leaf: LeafView, rows: ArrayLike<number>, count: number, out: ColumnBuilder, at: number): boolean {
+  const c = out.col.column;
+  const kind = out.col.decoder.kind;
   if (c >= leaf.columns) { // a column added after this leaf was written: absent everywhere
-    if (kind === 'f64') return { kind: 'f64', values: new Float64Array(count), absent: new Uint8Array(count).fill(1) };
-    return { kind: 'any', values: new Array(count).fill(undefined) };
+    for (let k = 0; k < count; k++) {
+      if (out.f64) out.markAbsent(at + k);
+      else out.any![at + k] = undefined;
+    }
+    return true;
   }
   const view = leaf.column(c);
   const bits = view.absent;
   if (kind === 'f64') {
-    if (view.kind !== 'fixed' || view.width !== 8) return null;
+    if (view.kind !== 'fixed' || view.width !== 8) return false;
     const all = new Float64Array(view.data.buffer, view.data.byteOffset, leaf.count);
-    const values = new Float64Array(count);
-    let absent: Uint8Array | null = null;
-    for (let k = 0; k < count; k++) values[k] = all[rows[k]];
+    const values = out.f64!;
+    for (let k = 0; k < count; k++) values[at + k] = all[rows[k]];
     if (bits !== null) {
       for (let k = 0; k < count; k++) {
         const i = rows[k];
-        if ((bits[i >> 3] & (1 << (i & 7))) !== 0) (absent ??= new Uint8Array(count))[k] = 1;
+        if ((bits[i >> 3] & (1 << (i & 7))) !== 0) out.markAbsent(at + k);
       }
     }
-    return { kind: 'f64', values, absent };
+    return true;
   }
   if (kind === 'utf8') {
-    const values = new Array<string | undefined>(count);
+    const values = out.any!;
     const data = view.data as Buffer;
     if (view.kind === 'fixed') { // every present string of this leaf has the same byte length
       const w = view.width;
       for (let k = 0; k < count; k++) {
         const i = rows[k];
-        values[k] = bits !== null && (bits[i >> 3] & (1 << (i & 7))) !== 0 ? undefined : utf8Slice(data, i * w, i * w + w);
+        values[at + k] = bits !== null && (bits[i >> 3] & (1 << (i & 7))) !== 0 ? undefined : utf8Slice(data, i * w, i * w + w);
       }
-      return { kind: 'any', values };
+      return true;
     }
-    if (view.overflow !== null) return null;
+    if (view.overflow !== null) return false;
     const offsets = view.offsets;
     for (let k = 0; k < count; k++) {
       const i = rows[k];
-      values[k] = bits !== null && (bits[i >> 3] & (1 << (i & 7))) !== 0 ? undefined : utf8Slice(data, offsets[i], offsets[i + 1]);
+      values[at + k] = bits !== null && (bits[i >> 3] & (1 << (i & 7))) !== 0 ? undefined : utf8Slice(data, offsets[i], offsets[i + 1]);
     }
-    return { kind: 'any', values };
+    return true;
   }
-  return null;
+  return false;
 }
 
 /** A zero-copy Float64Array over rows [start, end) of a leaf's number column, when it has no absent cells. */
@@ -125,6 +146,12 @@ export class TableScanOp implements Operator {
     readonly columns: readonly ScanColumn[],
     readonly filter: Expr | null,
     readonly bounds: KeyBounds = {},
+    /**
+     * Gather the rows of several leaves into batches of about ctx.batchSize (fewer, fuller
+     * batches for everything downstream). Off when a limit right above may stop the query
+     * early: then each leaf's rows go out at once, so a rare match is not held back.
+     */
+    readonly coalesce = false,
   ) {}
 
   children(): readonly Operator[] { return []; }
@@ -144,36 +171,84 @@ export class TableScanOp implements Operator {
     const rest = this.columns.filter((c) => !filterPaths.has(c.path));
     const selector = this.filter ? compileSelector(this.filter) : null;
     const reverse = this.bounds.reverse ?? false;
+    const target = this.coalesce ? ctx.batchSize : 1;
     // Reused across leaves: leaf indices in output order, the selection, the picked leaf indices.
     let rows = new Uint32Array(1024);
     let sel = new Uint32Array(1024);
     let picked = new Uint32Array(1024);
+    // The batch being filled; a new one after each yield, since consumers may keep batches.
+    let builders: ColumnBuilder[] | null = null;
+    let filled = 0, capacity = 0;
+    // Page bytes the batch's rows came from (a leaf's bytes × the share of its rows taken):
+    // a batch goes out once it holds about a page's worth, so wide rows make short batches
+    // (downstream reservations stay small) and an unfiltered scan still yields leaf by leaf.
+    let sourceBytes = 0;
+    const take = (): Batch => {
+      const vectors = new Map<string, Vector>();
+      for (const b of builders!) vectors.set(b.col.path, b.vector(filled));
+      const batch = { length: filled, vectors };
+      builders = null;
+      filled = 0;
+      sourceBytes = 0;
+      return batch;
+    };
     for await (const slice of ctx.reader.slices(this.tree, this.bounds)) {
       throwIfAborted(ctx.signal);
       const n = slice.end - slice.start;
       if (rows.length < n) { rows = new Uint32Array(n * 2); sel = new Uint32Array(n * 2); picked = new Uint32Array(n * 2); }
       for (let k = 0; k < n; k++) rows[k] = reverse ? slice.end - 1 - k : slice.start + k;
       const leaf = slice.leaf;
-      const vectors = new Map<string, Vector>();
       let count = n;
-      let out: Uint32Array = rows;
+      let probe: Vector[] | null = null;
       if (selector) {
         // The predicate's columns first, as views of the page where possible (forward scans of
         // number columns: no copy at all), then the selection vector; nothing else is decoded yet.
-        const probe = new Map<string, Vector>();
+        const vectors = new Map<string, Vector>();
+        probe = [];
         for (const col of first) {
+          let v: Vector;
           const run = !reverse && leaf instanceof LeafView ? f64Run(leaf, col, slice.start, slice.end) : null;
-          probe.set(col.path, run ? { kind: 'f64', values: run, absent: null } : await leafVector(pager, leaf, col, rows, n));
+          if (run) v = { kind: 'f64', values: run, absent: null };
+          else {
+            const b = new ColumnBuilder(col, n);
+            await readColumn(pager, leaf, rows, n, b, 0);
+            v = b.vector(n);
+          }
+          vectors.set(col.path, v);
+          probe.push(v);
         }
-        count = selector({ length: n, vectors: probe }, sel, -1);
+        count = selector({ length: n, vectors }, sel, -1);
         if (count === 0) continue;
         for (let k = 0; k < count; k++) picked[k] = rows[sel[k]];
-        out = picked;
-        for (const [path, v] of probe) vectors.set(path, gather(v, sel, count));
       }
-      for (const col of rest) vectors.set(col.path, await leafVector(pager, leaf, col, out, count));
-      yield { length: count, vectors };
+      if (builders !== null && filled + count > capacity) yield take();
+      if (builders === null) {
+        capacity = Math.max(target, count);
+        builders = this.columns.map((col) => new ColumnBuilder(col, capacity));
+      }
+      const at = filled;
+      if (probe !== null) {
+        // Predicate columns: copied from the probe vectors at the selection.
+        first.forEach((col, f) => {
+          const v = probe![f];
+          const b = builders![this.columns.indexOf(col)];
+          if (v.kind === 'f64') {
+            const values = b.f64!;
+            for (let k = 0; k < count; k++) values[at + k] = v.values[sel[k]];
+            if (v.absent !== null) for (let k = 0; k < count; k++) if (v.absent[sel[k]]) b.markAbsent(at + k);
+          } else {
+            const values = b.any!;
+            for (let k = 0; k < count; k++) values[at + k] = v.values[sel[k]];
+          }
+        });
+      }
+      const out = probe !== null ? picked : rows;
+      for (const col of probe !== null ? rest : this.columns) await readColumn(pager, leaf, out, count, builders[this.columns.indexOf(col)], at);
+      filled += count;
+      sourceBytes += leaf instanceof LeafView ? (leaf.body.byteLength * count) / Math.max(1, leaf.count) : pager.pageSize;
+      if (filled >= target || sourceBytes >= pager.pageSize) yield take();
     }
+    if (builders !== null && filled > 0) yield take();
   }
 
   private usesPath(path: string): boolean {

@@ -7,7 +7,7 @@ import type { TreeReader } from '../storage/engine.js';
 import { ModelVaultError } from '../storage/errors.js';
 import { encodeKey, type KeyPart } from '../storage/keys.js';
 import { AggregateOp, type AggregateSpec } from '../operators/aggregate-op.js';
-import { valueAt, type Batch } from '../operators/batch.js';
+import { valueAt, type Batch, type Vector } from '../operators/batch.js';
 import { exprPaths, exprToString, type CmpOp, type Expr } from '../operators/expr.js';
 import { FilterOp } from '../operators/filter-op.js';
 import { IndexScanOp } from '../operators/index-scan-op.js';
@@ -211,11 +211,11 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   const firstChunk = limited ? Math.max(16, state.limit + state.offset) : Math.max(16, access.estimate);
   let root: Operator = access.index
     ? new IndexScanOp(access.index.tree, base.meta.rowsTree, `${base.meta.name} via index ${access.index.name}`, access.index.fields.length, access.bounds, access.boundsText, baseColumns, baseFilter, firstChunk)
-    : new TableScanOp(base.meta.rowsTree, base.meta.name, baseColumns, baseFilter, access.bounds);
+    : new TableScanOp(base.meta.rowsTree, base.meta.name, baseColumns, baseFilter, access.bounds, !limited);
   let leftEstimate = access.estimate;
   state.joins.forEach((j, n) => {
     const side = sides.get(j.as)!;
-    const right = new TableScanOp(side.meta.rowsTree, `${side.meta.name} as ${j.as}`, scanColumns(side, needed.get(j.as)!, ''), andOf(joinWhere[n].map((e) => stripPrefix(e, `${j.as}.`))));
+    const right = new TableScanOp(side.meta.rowsTree, `${side.meta.name} as ${j.as}`, scanColumns(side, needed.get(j.as)!, ''), andOf(joinWhere[n].map((e) => stripPrefix(e, `${j.as}.`))), {}, true);
     const buildSide = j.type === 'inner' && side.rowCount > leftEstimate ? 'left' : 'right';
     root = new HashJoinOp(root, right, { leftPath: j.leftPath, rightPath: j.rightPath, as: j.as, type: j.type, buildSide });
     leftEstimate = Math.max(leftEstimate, side.rowCount);
@@ -354,6 +354,59 @@ function outValue(spec: FieldSpec, v: unknown): unknown {
   return spec.kind === 'timestamp' && typeof v === 'number' ? new Date(v) : v;
 }
 
+const SAFE_KEY = /^[A-Za-z_][A-Za-z0-9_.]*$/;
+
+type RowsBuilder = (vectors: readonly Vector[], n: number) => Record<string, unknown>[];
+
+/**
+ * Rows of a join-free query through a function generated once per result schema (and per
+ * vector layout): every row is one object literal with the keys in schema order, so V8 gives
+ * all rows one hidden class and builds them from a boilerplate. A row with an absent value
+ * takes the general path, which leaves the key out as before.
+ */
+function compiledRows(plan: readonly { path: string; spec: FieldSpec }[]): (b: Batch) => Record<string, unknown>[] {
+  const builders = new Map<string, RowsBuilder>();
+  const slow = (vectors: readonly Vector[], i: number): Record<string, unknown> => {
+    const row: Record<string, unknown> = {};
+    for (let k = 0; k < plan.length; k++) {
+      const v = valueAt(vectors[k], i);
+      if (v !== undefined) row[plan[k].path] = outValue(plan[k].spec, v);
+    }
+    return row;
+  };
+  const generate = (layout: string): RowsBuilder => {
+    const setup: string[] = [];
+    const present: string[] = [];
+    const fields: string[] = [];
+    plan.forEach((p, k) => {
+      setup.push(`const x${k} = vs[${k}].values;`);
+      const date = p.spec.kind === 'timestamp';
+      if (layout[k] === 'F' || layout[k] === 'A') {
+        if (layout[k] === 'A') { setup.push(`const a${k} = vs[${k}].absent;`); present.push(`a${k}[i] === 0`); }
+        fields.push(`${JSON.stringify(p.path)}: ${date ? `new Date(x${k}[i])` : `x${k}[i]`}`);
+      } else {
+        present.push(`x${k}[i] !== undefined`);
+        fields.push(`${JSON.stringify(p.path)}: ${date ? `outValue(x${k}[i])` : `x${k}[i]`}`);
+      }
+    });
+    const body = `${setup.join('\n')}
+      const rows = new Array(n);
+      for (let i = 0; i < n; i++) {
+        rows[i] = ${present.length ? `${present.join(' && ')} ? { ${fields.join(', ')} } : slow(vs, i)` : `{ ${fields.join(', ')} }`};
+      }
+      return rows;`;
+    return new Function('slow', 'outValue', `return function buildRows(vs, n) {\n${body}\n};`)(slow, (v: unknown) => (typeof v === 'number' ? new Date(v) : v)) as RowsBuilder;
+  };
+  return (b) => {
+    const vectors = plan.map((p) => pathVector(b, p.path));
+    let layout = '';
+    for (const v of vectors) layout += v.kind === 'f64' ? (v.absent ? 'A' : 'F') : 'O';
+    let build = builders.get(layout);
+    if (!build) builders.set(layout, (build = generate(layout)));
+    return build(vectors, b.length);
+  };
+}
+
 function entityRows(state: QueryState, sides: Map<string, Side>, resolve: Resolver): (b: Batch) => Record<string, unknown>[] {
   const baseMeta = sides.get('')!.meta;
   const fields = state.select ?? baseMeta.columns.filter((f) => baseMeta.fields[f]);
@@ -362,6 +415,7 @@ function entityRows(state: QueryState, sides: Map<string, Side>, resolve: Resolv
     const meta = sides.get(j.as)!.meta;
     return { as: j.as, fields: meta.columns.filter((f) => meta.fields[f]).map((f) => ({ key: f, path: `${j.as}.${f}`, spec: meta.fields[f] })) };
   });
+  if (joins.length === 0 && plan.every((p) => SAFE_KEY.test(p.path))) return compiledRows(plan);
   return (b) => {
     const vectors = plan.map((p) => pathVector(b, p.path));
     const joinVectors = joins.map((j) => ({ marker: b.vectors.get(j.as), fields: j.fields.map((f) => ({ ...f, v: b.vectors.get(f.path) })) }));

@@ -210,11 +210,7 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
 
   /** Rows one at a time, pulled on demand. */
   override [Symbol.asyncIterator](): AsyncIterator<Row> {
-    return this.rows();
-  }
-
-  private async *rows(): AsyncGenerator<Row> {
-    for await (const batch of this.batches()) yield* batch;
+    return new RowIterator(this.batches());
   }
 
   /**
@@ -307,6 +303,63 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
     } finally {
       release();
     }
+  }
+}
+
+/**
+ * Unbatches rows for `for await`: next() hands out the current batch's rows as already
+ * resolved promises, and only awaits the pipeline when the batch is used up. An async
+ * generator with `yield*` would cost a generator resumption and several promise jobs per row.
+ */
+class RowIterator<Row> implements AsyncIterableIterator<Row> {
+  private rows: Row[] = [];
+  private at = 0;
+  private finished = false;
+  /** The last next() that had to wait; later calls queue behind it so results stay in order. */
+  private pending: Promise<IteratorResult<Row>> | null = null;
+
+  constructor(private readonly source: AsyncGenerator<Row[]>) {}
+
+  [Symbol.asyncIterator](): this { return this; }
+
+  next(): Promise<IteratorResult<Row>> {
+    if (this.pending === null && this.at < this.rows.length) return Promise.resolve({ value: this.rows[this.at++], done: false });
+    const step = () => this.step();
+    const p = this.pending === null ? this.step() : this.pending.then(step, step);
+    this.pending = p;
+    const clear = () => { if (this.pending === p) this.pending = null; };
+    p.then(clear, clear);
+    return p;
+  }
+
+  private step(): Promise<IteratorResult<Row>> {
+    if (this.at < this.rows.length) return Promise.resolve({ value: this.rows[this.at++], done: false });
+    return this.refill();
+  }
+
+  private async refill(): Promise<IteratorResult<Row>> {
+    this.rows = [];
+    this.at = 0;
+    while (!this.finished) {
+      const r = await this.source.next();
+      if (r.done) break;
+      if (r.value.length > 0) {
+        this.rows = r.value;
+        this.at = 1;
+        return { value: r.value[0], done: false };
+      }
+    }
+    this.finished = true;
+    return { value: undefined, done: true };
+  }
+
+  /** break / early exit: closes the pipeline (scans stop, pages and snapshot are released). */
+  async return(value?: unknown): Promise<IteratorResult<Row>> {
+    this.rows = [];
+    this.at = 0;
+    this.finished = true;
+    await this.source.return(undefined as never);
+    return { value: value as Row, done: true };
   }
 }
 
