@@ -1,7 +1,8 @@
 // The write path of one collection inside one storage transaction: validate, check keys and
 // unique indexes, then change the rows tree and every index tree. All checks run before the
 // first change, so a rejected write leaves the transaction as it was.
-import type { BTreeWriter, Cell } from '../storage/btree.js';
+import type { BTreeWriter, Cell, PutResult } from '../storage/btree.js';
+import { emptyPackedRow } from '../storage/btree-node.js';
 import type { EngineTxn, TreeReader } from '../storage/engine.js';
 import { ModelVaultError } from '../storage/errors.js';
 import { encodeKey, prefixBounds, type KeyPart } from '../storage/keys.js';
@@ -63,6 +64,7 @@ const states = new WeakMap<EngineTxn, Map<string, CollectionWriter>>();
 /** A collection's trees opened for writing in one transaction, with its row-count change. */
 export class CollectionWriter {
   private rowDelta = 0;
+  private readonly hasUnique: boolean;
 
   private constructor(
     readonly etx: EngineTxn,
@@ -70,6 +72,7 @@ export class CollectionWriter {
     private readonly rows: BTreeWriter,
     private readonly indexes: readonly { meta: IndexMeta; tree: BTreeWriter }[],
   ) {
+    this.hasUnique = indexes.some((ix) => ix.meta.unique);
     etx.onBeforeCommit(async () => {
       if (this.rowDelta === 0) return;
       const name = layout.meta.name;
@@ -101,15 +104,56 @@ export class CollectionWriter {
 
   get pendingRowDelta(): number { return this.rowDelta; }
 
-  async insert(input: unknown): Promise<void> {
+  insert(input: unknown): Promise<void> {
+    try {
+      return this.insertNow(input) ?? Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Inserts synchronously when nothing needs waiting for (no unique index to look up, the row
+   * fits a leaf, no flush due) and returns null; otherwise returns the promise of the rest.
+   * Throws (synchronously) for rows it rejects before changing anything.
+   */
+  insertNow(input: unknown): Promise<void> | null {
     const row = validateShape(this.layout.meta.fields, input, '', 'insert');
+    if (this.hasUnique) return this.insertChecked(row);
+    const key = this.layout.rowKey(row);
+    const indexKeys = this.indexKeys(row); // encoded and size-checked before the first change
+    this.rows.checkKey(key);
+    const packed = this.layout.codec.encodePacked(row);
+    let result: PutResult | null;
+    try {
+      result = this.rows.putPackedSync(key, packed, 'insert');
+      if (result === 'inserted') this.addIndexEntriesSync(indexKeys);
+    } catch (err) {
+      this.etx.poisoned ??= err as Error;
+      throw err;
+    }
+    if (result === null) return this.insertStored(row, key, indexKeys); // overflow pages needed
+    if (result === 'exists') throw this.duplicateKey(row);
+    this.rowDelta++;
+    return this.etx.needsFlush ? this.etx.maybeFlush() : null;
+  }
+
+  /** The general insert: unique indexes checked first, large cells moved to overflow pages. */
+  private async insertChecked(row: Row): Promise<void> {
     await this.checkUnique(row, null);
     const key = this.layout.rowKey(row);
-    const indexKeys = this.indexKeys(row); // encoded before the first change: an unencodable key is rejected cleanly
+    await this.insertStored(row, key, this.indexKeys(row));
+  }
+
+  private async insertStored(row: Row, key: Buffer, indexKeys: readonly Buffer[]): Promise<void> {
     const result = await this.mutate(() => this.rows.put(key, this.layout.codec.encode(row), 'insert'));
-    if (result === 'exists') throw duplicate(this.layout.meta.name, 'primary key', this.layout.meta.primaryKey.map((f) => row[f]));
+    if (result === 'exists') throw this.duplicateKey(row);
     await this.mutate(() => this.addIndexEntries(indexKeys));
     this.rowDelta++;
+  }
+
+  private duplicateKey(row: Row): ModelVaultError {
+    return duplicate(this.layout.meta.name, 'primary key', this.layout.meta.primaryKey.map((f) => row[f]));
   }
 
   async put(input: unknown): Promise<void> {
@@ -181,9 +225,17 @@ export class CollectionWriter {
     }
   }
 
-  /** The row's key in every index, in index order. */
+  /** The row's key in every index, in index order, each checked against the key size limit. */
   private indexKeys(row: Row): Buffer[] {
-    return this.indexes.map((ix) => this.layout.indexKey(ix.meta, row));
+    return this.indexes.map((ix) => {
+      const key = this.layout.indexKey(ix.meta, row);
+      ix.tree.checkKey(key);
+      return key;
+    });
+  }
+
+  private addIndexEntriesSync(keys: readonly Buffer[]): void {
+    for (let i = 0; i < this.indexes.length; i++) this.indexes[i].tree.putPackedSync(keys[i], emptyPackedRow(), 'upsert');
   }
 
   private async addIndexEntries(keys: readonly Buffer[]): Promise<void> {

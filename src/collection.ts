@@ -65,17 +65,34 @@ export class Collection<M extends Model = Model> {
     return this.scope.write(async (etx) => {
       const writer = await CollectionWriter.open(etx, this.name);
       let n = 0;
+      const failed = (err: unknown): never => {
+        // All or nothing even inside db.transaction(): the rows before this one cannot be
+        // taken back one by one, so the transaction may only roll back now.
+        etx.poisoned ??= err as Error;
+        if (err instanceof ModelVaultError && err.code === 'VALIDATION') {
+          throw new ModelVaultError('VALIDATION', `row ${n}: ${err.message}`, { ...err.details, row: n }, { cause: err });
+        }
+        throw err;
+      };
+      if (Symbol.iterator in rows) {
+        // Arrays and generators: no await per row, only where the writer has to wait.
+        for (const row of rows as Iterable<unknown>) {
+          try {
+            const pending = writer.insertNow(row);
+            if (pending) await pending;
+          } catch (err) {
+            failed(err);
+          }
+          n++;
+        }
+        return n;
+      }
       for await (const row of rows as AsyncIterable<unknown>) {
         try {
-          await writer.insert(row);
+          const pending = writer.insertNow(row);
+          if (pending) await pending;
         } catch (err) {
-          // All or nothing even inside db.transaction(): the rows before this one cannot be
-          // taken back one by one, so the transaction may only roll back now.
-          etx.poisoned ??= err as Error;
-          if (err instanceof ModelVaultError && err.code === 'VALIDATION') {
-            throw new ModelVaultError('VALIDATION', `row ${n}: ${err.message}`, { ...err.details, row: n }, { cause: err });
-          }
-          throw err;
+          failed(err);
         }
         n++;
       }

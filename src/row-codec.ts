@@ -5,15 +5,20 @@
 // schema kept in the catalog), so rows carry no field names.
 import { Packr } from 'msgpackr';
 import type { Cell } from '../storage/btree.js';
+import { PackedRowBuilder, type PackedRow } from '../storage/btree-node.js';
 import { ModelVaultError } from '../storage/errors.js';
 import type { FieldSpec } from './types.js';
 
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: true });
+/** Shared by every codec: rows are encoded one at a time, synchronously. */
+const builder = new PackedRowBuilder();
 
 export interface ColumnCodec {
   readonly field: string;
   readonly spec: FieldSpec;
   encode(value: unknown): Uint8Array;
+  /** The same bytes as `encode`, appended to a packed row. */
+  encodeInto(b: PackedRowBuilder, value: unknown): void;
   decode(cell: Uint8Array): unknown;
 }
 
@@ -75,23 +80,26 @@ export function columnCodec(field: string, spec: FieldSpec): ColumnCodec {
   switch (spec.kind) {
     case 'int':
     case 'float':
-      return { field, spec, ...f64 };
+      return { field, spec, ...f64, encodeInto: (b, v) => b.float64(v as number) };
     case 'timestamp':
       return {
         field, spec,
         encode: (v) => f64.encode((v as Date).getTime()),
+        encodeInto: (b, v) => b.float64((v as Date).getTime()),
         decode: (c) => new Date(f64.decode(c)),
       };
     case 'bigint':
       return {
         field, spec,
         encode: (v) => { const b = Buffer.allocUnsafe(8); b.writeBigInt64LE(v as bigint, 0); return b; },
+        encodeInto: (b, v) => b.int64(v as bigint),
         decode: (c) => { if (c.byteLength !== 8) throw corruptValue(field); return Buffer.from(c.buffer, c.byteOffset, 8).readBigInt64LE(0); },
       };
     case 'bool':
       return {
         field, spec,
         encode: (v) => Uint8Array.of(v ? 1 : 0),
+        encodeInto: (b, v) => b.byte(v ? 1 : 0),
         decode: (c) => { if (c.byteLength !== 1) throw corruptValue(field); return c[0] === 1; },
       };
     case 'string':
@@ -100,16 +108,18 @@ export function columnCodec(field: string, spec: FieldSpec): ColumnCodec {
       return {
         field, spec,
         encode: (v) => Buffer.from(v as string, 'utf8'),
+        encodeInto: (b, v) => b.utf8(v as string),
         decode: (c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength).toString('utf8'),
       };
     case 'bytes':
-      return { field, spec, encode: (v) => v as Uint8Array, decode: (c) => new Uint8Array(c) };
+      return { field, spec, encode: (v) => v as Uint8Array, encodeInto: (b, v) => b.bytes(v as Uint8Array), decode: (c) => new Uint8Array(c) };
     case 'list':
     case 'object':
     case 'json':
       return {
         field, spec,
         encode: (v) => packr.pack(toStorageForm(spec, v)),
+        encodeInto: (b, v) => b.bytes(packr.pack(toStorageForm(spec, v))),
         decode: (c) => {
           let raw: unknown;
           try {
@@ -123,16 +133,31 @@ export function columnCodec(field: string, spec: FieldSpec): ColumnCodec {
   }
 }
 
+const ENCODE_OTHER = 0, ENCODE_F64 = 1, ENCODE_TIMESTAMP = 2, ENCODE_UTF8 = 3;
+
+function encodeKindOf(spec: FieldSpec): number {
+  switch (spec.kind) {
+    case 'int': case 'float': return ENCODE_F64;
+    case 'timestamp': return ENCODE_TIMESTAMP;
+    case 'string': case 'uuid': case 'enum': return ENCODE_UTF8;
+    default: return ENCODE_OTHER;
+  }
+}
+
 /** Encodes and decodes whole rows of one collection, column order fixed by the catalog. */
 export class RowCodec {
   readonly columns: readonly ColumnCodec[];
   private readonly byField = new Map<string, number>();
+  private readonly fieldNames: readonly string[];
+  private readonly encodeKinds: Uint8Array;
 
   constructor(columnFields: readonly string[], fields: Readonly<Record<string, FieldSpec>>) {
     this.columns = columnFields.map((f, i) => {
       this.byField.set(f, i);
       return columnCodec(f, fields[f]);
     });
+    this.fieldNames = [...columnFields];
+    this.encodeKinds = Uint8Array.from(columnFields, (f) => encodeKindOf(fields[f]));
   }
 
   columnOf(field: string): number {
@@ -146,6 +171,25 @@ export class RowCodec {
       const v = row[col.field];
       return v === undefined ? null : col.encode(v);
     });
+  }
+
+  /** `packRow(encode(row))` in one pass and one allocation (the write path's fast form). */
+  encodePacked(row: Record<string, unknown>): PackedRow {
+    const b = builder;
+    const fields = this.fieldNames, kinds = this.encodeKinds;
+    b.begin(fields.length);
+    for (let i = 0; i < fields.length; i++) {
+      const v = row[fields[i]];
+      if (v === undefined) { b.absent(); continue; }
+      // A switch on a small integer keeps this loop monomorphic; the closures are the general case.
+      switch (kinds[i]) {
+        case ENCODE_F64: b.float64(v as number); break;
+        case ENCODE_TIMESTAMP: b.float64((v as Date).getTime()); break;
+        case ENCODE_UTF8: b.utf8(v as string); break;
+        default: this.columns[i].encodeInto(b, v);
+      }
+    }
+    return b.finish();
   }
 
   decode(cells: readonly Cell[]): Record<string, unknown> {

@@ -8,6 +8,10 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const MAX_JSON_DEPTH = 256;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** String.prototype.isWellFormed (V8 11.3+) where present, else the regular expression. */
+const isWellFormed: (s: string) => boolean = typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === 'function'
+  ? (s) => (s as unknown as { isWellFormed(): boolean }).isWellFormed()
+  : (s) => !LONE_SURROGATE.test(s);
 const INT64_MIN = -(2n ** 63n), INT64_MAX = 2n ** 63n - 1n;
 
 export function validationError(path: string, message: string): ModelVaultError {
@@ -58,7 +62,7 @@ export function validateValue(spec: FieldSpec, v: unknown, path: string): unknow
     }
     case 'string':
       if (typeof v !== 'string') throw validationError(path, `expected a string, got ${describe(v)}`);
-      if (LONE_SURROGATE.test(v)) throw validationError(path, 'contains a lone UTF-16 surrogate, which UTF-8 cannot store');
+      if (!isWellFormed(v)) throw validationError(path, 'contains a lone UTF-16 surrogate, which UTF-8 cannot store');
       checkLength(c, v.length, path);
       if (c.regex && !new RegExp(c.regex.source, c.regex.flags).test(v)) throw validationError(path, `does not match /${c.regex.source}/`);
       if (c.email && !EMAIL.test(v)) throw validationError(path, 'not an email address');
@@ -99,12 +103,15 @@ export function validateValue(spec: FieldSpec, v: unknown, path: string): unknow
  */
 export function validateShape(shape: Readonly<Record<string, FieldSpec>>, input: unknown, path: string, mode: 'insert' | 'patch'): Record<string, unknown> {
   if (!isPlainObject(input)) throw validationError(path, `expected an object, got ${describe(input)}`);
-  for (const key of Object.keys(input)) {
-    if (!Object.prototype.hasOwnProperty.call(shape, key)) throw validationError(join(path, key), 'unknown field');
+  const { names, specs } = entriesOf(shape);
+  // Every own key must be a field (for...in lists own `__proto__` keys too, as JSON.parse makes them).
+  for (const key in input) {
+    if (hasOwn.call(input, key) && !hasOwn.call(shape, key)) throw validationError(join(path, key), 'unknown field');
   }
   const out: Record<string, unknown> = {};
-  for (const [field, spec] of entriesOf(shape)) {
-    const v = Object.prototype.hasOwnProperty.call(input, field) ? input[field] : undefined;
+  for (let f = 0; f < names.length; f++) {
+    const field = names[f], spec = specs[f];
+    const v = hasOwn.call(input, field) ? input[field] : undefined;
     if (v === undefined) {
       if (mode === 'patch') continue;
       if (spec.hasDefault) out[field] = validateValue(spec, structuredClone(spec.defaultValue), join(path, field));
@@ -112,15 +119,20 @@ export function validateShape(shape: Readonly<Record<string, FieldSpec>>, input:
       continue;
     }
     if (v === null && spec.optional && spec.kind !== 'json') throw validationError(join(path, field), 'null is not a value: leave an optional field out instead');
-    out[field] = validateValue(spec, v, join(path, field));
+    out[field] = validateValue(spec, v, path ? `${path}.${field}` : field);
   }
   return out;
 }
 
-const shapeEntries = new WeakMap<object, [string, FieldSpec][]>();
-function entriesOf(shape: Readonly<Record<string, FieldSpec>>): [string, FieldSpec][] {
+const hasOwn = Object.prototype.hasOwnProperty;
+
+const shapeEntries = new WeakMap<object, { names: string[]; specs: FieldSpec[] }>();
+function entriesOf(shape: Readonly<Record<string, FieldSpec>>): { names: string[]; specs: FieldSpec[] } {
   let entries = shapeEntries.get(shape);
-  if (!entries) shapeEntries.set(shape, (entries = Object.entries(shape)));
+  if (!entries) {
+    const names = Object.keys(shape);
+    shapeEntries.set(shape, (entries = { names, specs: names.map((n) => shape[n]) }));
+  }
   return entries;
 }
 

@@ -88,6 +88,93 @@ export function packRow(cells: readonly StoredCell[]): PackedRow {
   return out;
 }
 
+/** The packed row of an entry with no cells (index entries). */
+export const emptyPackedRow = (): PackedRow => EMPTY_ROW;
+
+/**
+ * Builds packed rows cell by cell in one reusable scratch buffer, so encoding a row costs a
+ * single allocation (the finished row) instead of one buffer per cell plus the packing copy.
+ */
+export class PackedRowBuilder {
+  private scratch = Buffer.allocUnsafe(4096);
+  private view = new DataView(this.scratch.buffer, this.scratch.byteOffset, this.scratch.byteLength);
+  private at = 0;
+
+  begin(columns: number): void {
+    this.at = 2;
+    this.view.setUint16(0, columns, true);
+  }
+
+  private reserve(bytes: number): void {
+    if (this.at + bytes <= this.scratch.byteLength) return;
+    this.resize(Math.max(this.scratch.byteLength * 2, this.at + bytes));
+  }
+
+  private resize(size: number): void {
+    const grown = Buffer.allocUnsafe(size);
+    this.scratch.copy(grown, 0, 0, Math.min(this.at, size));
+    this.scratch = grown;
+    this.view = new DataView(grown.buffer, grown.byteOffset, grown.byteLength);
+  }
+
+  absent(): void {
+    this.reserve(4);
+    this.view.setUint32(this.at, PACKED_ABSENT, true);
+    this.at += 4;
+  }
+
+  float64(v: number): void {
+    this.reserve(12);
+    this.view.setUint32(this.at, 8, true);
+    this.view.setFloat64(this.at + 4, v, true);
+    this.at += 12;
+  }
+
+  int64(v: bigint): void {
+    this.reserve(12);
+    this.view.setUint32(this.at, 8, true);
+    this.view.setBigInt64(this.at + 4, v, true);
+    this.at += 12;
+  }
+
+  byte(v: number): void {
+    this.reserve(5);
+    this.view.setUint32(this.at, 1, true);
+    this.scratch[this.at + 4] = v;
+    this.at += 5;
+  }
+
+  utf8(v: string): void {
+    const len = v.length;
+    this.reserve(4 + 3 * len);
+    const out = this.scratch, start = this.at + 4;
+    // ASCII, the common case, byte by byte; anything else through the native encoder.
+    let i = 0;
+    for (; i < len; i++) {
+      const ch = v.charCodeAt(i);
+      if (ch >= 0x80) break;
+      out[start + i] = ch;
+    }
+    const n = i === len ? len : out.write(v, start, 'utf8');
+    this.view.setUint32(this.at, n, true);
+    this.at = start + n;
+  }
+
+  bytes(v: Uint8Array): void {
+    this.reserve(4 + v.byteLength);
+    this.view.setUint32(this.at, v.byteLength, true);
+    this.scratch.set(v, this.at + 4);
+    this.at += 4 + v.byteLength;
+  }
+
+  finish(): PackedRow {
+    const out = Buffer.allocUnsafe(this.at);
+    copyBytes(this.scratch, 0, out, 0, this.at);
+    if (this.scratch.byteLength > 1 << 20) this.resize(4096); // a huge value passed through: do not keep its scratch
+    return out;
+  }
+}
+
 export function packedCell(row: PackedRow, c: number): StoredCell {
   if (c >= row.readUInt16LE(0)) return null;
   let at = 2;
@@ -450,27 +537,33 @@ export class MutableLeaf implements LeafLike, DirtyPage {
     const keysEnd = at;
     at = pad8(at);
     out.fill(0, keysEnd, at);
-    for (let c = 0; c < this.columns; c++) at = this.encodeColumn(out, at, c);
+    const starts = locateCells(this.rows, this.columns);
+    for (let c = 0; c < this.columns; c++) at = this.encodeColumn(out, at, starts.subarray(c * n, (c + 1) * n));
     return at;
   }
 
-  private encodeColumn(out: Buffer, at: number, c: number): number {
+  /**
+   * Writes column `c` straight from the packed rows: `cellAt[i]` is where entry i's cell
+   * starts in its packed row (its u32 length word), -1 when the row predates the column.
+   */
+  private encodeColumn(out: Buffer, at: number, cellAt: Int32Array): number {
     const n = this.keys.length;
-    const column = this.rows.map((r) => packedCell(r, c));
+    const rows = this.rows;
     let width = -1, fixed = true, anyAbsent = false, anyOverflow = false, total = 0;
     for (let i = 0; i < n; i++) {
-      const cell = column[i];
-      if (cell === null) { anyAbsent = true; continue; }
-      if (cell instanceof OverflowRef) { anyOverflow = true; fixed = false; total += OverflowRef.BYTES; continue; }
-      total += cell.byteLength;
-      if (width === -1) width = cell.byteLength;
-      else if (width !== cell.byteLength) fixed = false;
+      const len = cellAt[i] < 0 ? PACKED_ABSENT : rows[i].readUInt32LE(cellAt[i]);
+      if (len === PACKED_ABSENT) { anyAbsent = true; continue; }
+      if (len === PACKED_OVERFLOW) { anyOverflow = true; fixed = false; total += OverflowRef.BYTES; continue; }
+      total += len;
+      if (width === -1) width = len;
+      else if (width !== len) fixed = false;
     }
     // A column with no present cell (one added after these rows) costs only its absent bitmap.
     if (width === -1 && !anyOverflow) { fixed = true; width = 0; }
     if (width < 0 || width > 0xffff) fixed = false;
     // Fixed layout only when it is no larger than offsets + bytes, so `bytes` stays an upper bound.
     if (fixed && width > 0 && n * width > 4 * (n + 1) + total) fixed = false;
+    const lengthOf = (i: number) => (cellAt[i] < 0 ? PACKED_ABSENT : rows[i].readUInt32LE(cellAt[i]));
     const descriptor = at;
     at += COLUMN_DESCRIPTOR_BYTES;
     const start = at;
@@ -478,20 +571,30 @@ export class MutableLeaf implements LeafLike, DirtyPage {
     out[descriptor] = fixed ? KIND_FIXED : KIND_VARIABLE;
     out[descriptor + 1] = (anyAbsent ? FLAG_ABSENT : 0) | (anyOverflow ? FLAG_OVERFLOW : 0);
     out.writeUInt16LE(fixed ? width : 0, descriptor + 2);
-    if (anyAbsent) at = writeBitmap(out, at, n, (i) => column[i] === null);
+    if (anyAbsent) at = writeBitmap(out, at, n, (i) => lengthOf(i) === PACKED_ABSENT);
     if (fixed) {
       for (let i = 0; i < n; i++) {
-        const cell = column[i] as Buffer | null;
-        if (cell) out.set(cell, at + i * width);
-        else out.fill(0, at + i * width, at + (i + 1) * width);
+        const dst = at + i * width;
+        const len = lengthOf(i);
+        if (len === PACKED_ABSENT) { out.fill(0, dst, dst + width); continue; }
+        copyBytes(rows[i], cellAt[i] + 4, out, dst, width);
       }
       at += n * width;
     } else {
-      if (anyOverflow) at = writeBitmap(out, at, n, (i) => column[i] instanceof OverflowRef);
-      const cells = column.map((cell) => {
-        return cell === null ? EMPTY : cell instanceof OverflowRef ? cell.encode() : cell;
-      });
-      at = writeKeys(out, at, cells);
+      if (anyOverflow) at = writeBitmap(out, at, n, (i) => lengthOf(i) === PACKED_OVERFLOW);
+      const offsetsAt = at;
+      let dataAt = at + 4 * (n + 1);
+      const base = dataAt;
+      for (let i = 0; i < n; i++) {
+        out.writeUInt32LE(dataAt - base, offsetsAt + 4 * i);
+        const len = lengthOf(i);
+        if (len === PACKED_ABSENT) continue;
+        const bytes = len === PACKED_OVERFLOW ? OverflowRef.BYTES : len; // an overflow cell's packed payload is its encoded reference
+        copyBytes(rows[i], cellAt[i] + 4, out, dataAt, bytes);
+        dataAt += bytes;
+      }
+      out.writeUInt32LE(dataAt - base, offsetsAt + 4 * n);
+      at = dataAt;
     }
     const end = at;
     at = pad8(at);
@@ -501,7 +604,34 @@ export class MutableLeaf implements LeafLike, DirtyPage {
   }
 }
 
-const EMPTY = Buffer.alloc(0);
+/** Where each column's cell starts in each packed row, column-major; reused between pages. */
+let cellStarts = new Int32Array(0);
+
+function locateCells(rows: readonly PackedRow[], columns: number): Int32Array {
+  const n = rows.length;
+  if (cellStarts.length < n * columns) cellStarts = new Int32Array(Math.max(n * columns, cellStarts.length * 2));
+  for (let i = 0; i < n; i++) {
+    const row = rows[i];
+    const present = Math.min(row.readUInt16LE(0), columns);
+    let at = 2;
+    for (let c = 0; c < present; c++) {
+      cellStarts[c * n + i] = at;
+      const len = row.readUInt32LE(at);
+      at += 4 + (len === PACKED_ABSENT ? 0 : len === PACKED_OVERFLOW ? OverflowRef.BYTES : len);
+    }
+    for (let c = present; c < columns; c++) cellStarts[c * n + i] = -1;
+  }
+  return cellStarts;
+}
+
+/** Small copies byte by byte (no view objects); large ones through the native copy. */
+function copyBytes(src: Buffer, from: number, dst: Buffer, to: number, n: number): void {
+  if (n <= 256) {
+    for (let k = 0; k < n; k++) dst[to + k] = src[from + k];
+  } else {
+    src.copy(dst, to, from, from + n);
+  }
+}
 
 function writeKeys(out: Buffer, at: number, items: readonly Uint8Array[]): number {
   const n = items.length;

@@ -318,29 +318,55 @@ export class BTreeWriter {
     return treeGet(this.src, this.root, key);
   }
 
+  /** Rejects a key over the size limit; writers check every key of a change before making it. */
+  checkKey(key: Uint8Array): void {
+    if (key.byteLength > this.maxKeyBytes) {
+      throw new ModelVaultError('VALIDATION', `key of ${key.byteLength} bytes exceeds the ${this.maxKeyBytes}-byte limit`, { path: 'key' });
+    }
+  }
+
   async put(key: Uint8Array, cells: readonly Cell[], mode: PutMode = 'upsert'): Promise<PutResult> {
     if (cells.length !== this.columns) throw new Error(`internal: ${cells.length} cells for a ${this.columns}-column tree`);
     const k = asBuffer(key); // keys and cells are taken over, not copied: callers pass fresh buffers
-    if (k.byteLength > this.maxKeyBytes) {
-      throw new ModelVaultError('VALIDATION', `key of ${k.byteLength} bytes exceeds the ${this.maxKeyBytes}-byte limit`, { path: 'key' });
-    }
+    this.checkKey(k);
+    const packed = packRow(cells as readonly StoredCell[]);
+    if (entryBytes(k, packed) <= this.maxEntryBytes) return this.place(k, packed, mode);
+    if (this.root !== 0) {
+      // Look before writing overflow pages, so a refused put leaves none behind.
+      const leaf = this.descend(k).at(-1)!.node as LeafLike;
+      const pos = firstAtOrAfter(leaf, k);
+      const found = pos < leaf.count && leaf.compareKey(pos, k) === 0;
+      if (found && mode === 'insert') return 'exists';
+      if (!found && mode === 'update') return 'missing';
+    } else if (mode === 'update') return 'missing';
+    return this.place(k, await this.pack(k, cells), mode);
+  }
+
+  /**
+   * `put` of an already packed row, without awaiting; null when the entry is too large for a
+   * leaf (its cells go to overflow pages: use `put`). Pages not cached are read synchronously.
+   */
+  putPackedSync(key: Buffer, packed: PackedRow, mode: PutMode = 'upsert'): PutResult | null {
+    this.checkKey(key);
+    if (entryBytes(key, packed) > this.maxEntryBytes) return null;
+    return this.place(key, packed, mode);
+  }
+
+  private place(k: Buffer, stored: PackedRow, mode: PutMode): PutResult {
     if (this.root === 0) {
       if (mode === 'update') return 'missing';
       const leaf = new MutableLeaf(this.columns);
-      leaf.insert(0, k, await this.pack(k, cells));
+      leaf.insert(0, k, stored);
       this.root = this.txn.allocatePage();
       this.txn.setDirty(this.root, leaf);
       return 'inserted';
     }
     const path = this.descend(k);
-    const leafStep = path[path.length - 1];
-    const leaf = leafStep.node as LeafLike;
+    const leaf = path[path.length - 1].node as LeafLike;
     const pos = firstAtOrAfter(leaf, k);
     const found = pos < leaf.count && leaf.compareKey(pos, k) === 0;
     if (found && mode === 'insert') return 'exists';
     if (!found && mode === 'update') return 'missing';
-    const packed = packRow(cells as readonly StoredCell[]);
-    const stored = entryBytes(k, packed) <= this.maxEntryBytes ? packed : await this.pack(k, cells);
     this.makeWritable(path);
     const target = path[path.length - 1].node as MutableLeaf;
     if (found) {

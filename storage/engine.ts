@@ -259,6 +259,10 @@ export class EngineTxn extends TreeReader {
     return this.txn.maybeFlush();
   }
 
+  get needsFlush(): boolean {
+    return this.txn.needsFlush;
+  }
+
   /** Runs `fn` just before the commit (upper layers flush counters and metadata). */
   onBeforeCommit(fn: () => Promise<void>): void {
     this.beforeCommit.push(fn);

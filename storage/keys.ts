@@ -4,7 +4,7 @@
 // 0x00 is escaped as 0x00 0xFF and a component ends with 0x00 0x01. That keeps a shorter value
 // before its extensions ('ab' < 'abc') and makes the encoding of a key prefix a byte prefix of
 // every key that extends it, which index range scans rely on.
-import { toBufferKey } from 'ordered-binary';
+import { writeKey } from 'ordered-binary';
 import { ModelVaultError } from './errors.js';
 
 export type KeyPart = number | bigint | string | boolean | Date | null;
@@ -12,51 +12,58 @@ export type KeyPart = number | bigint | string | boolean | Date | null;
 const TERMINATOR = [0x00, 0x01];
 const MAX_KEY_PART_BYTES = 4096;
 
-function partBytes(part: KeyPart): Uint8Array {
-  if (part === null || part === undefined) return toBufferKey(null);
+/** ordered-binary writes each component here first (a component is at most ~2 x 4 KiB). */
+const raw = Buffer.allocUnsafe(4 * MAX_KEY_PART_BYTES);
+/** The escaped key is assembled here, then copied out at its exact length. */
+let assembled = Buffer.allocUnsafe(1024);
+
+/** Writes one component's ordered-binary bytes to `raw`; returns their length. */
+function writePart(part: KeyPart): number {
+  if (part === null || part === undefined) return writeKey(null, raw, 0);
   if (part instanceof Date) {
     const ms = part.getTime();
     if (Number.isNaN(ms)) throw new ModelVaultError('VALIDATION', 'an invalid Date cannot be part of a key', {});
-    return toBufferKey(ms === 0 ? 0 : ms);
+    return writeKey(ms === 0 ? 0 : ms, raw, 0);
   }
   if (typeof part === 'number') {
     if (Number.isNaN(part)) throw new ModelVaultError('VALIDATION', 'NaN cannot be part of a key', {});
-    return toBufferKey(part === 0 ? 0 : part); // -0 and 0 are one key
+    return writeKey(part === 0 ? 0 : part, raw, 0); // -0 and 0 are one key
   }
   if (typeof part === 'bigint') {
     if (part < -(2n ** 63n) || part >= 2n ** 63n) throw new ModelVaultError('VALIDATION', 'a bigint key must fit in 64 bits', {});
-    return toBufferKey(part);
+    return writeKey(part, raw, 0);
   }
-  // ordered-binary throws a RangeError for strings past its buffer (~10 KB): refuse long ones first.
+  // Refuse long strings before encoding them, so `raw` always has room.
   if (typeof part === 'string' && part.length > MAX_KEY_PART_BYTES / 3 && Buffer.byteLength(part, 'utf8') > MAX_KEY_PART_BYTES) {
     throw new ModelVaultError('VALIDATION', `key component of ${Buffer.byteLength(part, 'utf8')} bytes exceeds ${MAX_KEY_PART_BYTES}`, {});
   }
-  if (typeof part === 'string' || typeof part === 'boolean') return toBufferKey(part);
+  if (typeof part === 'string' || typeof part === 'boolean') return writeKey(part, raw, 0);
   throw new ModelVaultError('VALIDATION', `a ${typeof part} cannot be part of a key`, {});
 }
 
 /** The key bytes of a composite key (one part for a single-field key). */
 export function encodeKey(parts: readonly KeyPart[]): Buffer {
-  const encoded = parts.map(partBytes);
-  let length = 0;
-  for (const bytes of encoded) {
-    if (bytes.byteLength > MAX_KEY_PART_BYTES) {
-      throw new ModelVaultError('VALIDATION', `key component of ${bytes.byteLength} bytes exceeds ${MAX_KEY_PART_BYTES}`, {});
-    }
-    length += bytes.byteLength + TERMINATOR.length;
-    for (let i = 0; i < bytes.byteLength; i++) if (bytes[i] === 0x00) length++;
-  }
-  const out = Buffer.allocUnsafe(length);
   let at = 0;
-  for (const bytes of encoded) {
-    for (let i = 0; i < bytes.byteLength; i++) {
-      const b = bytes[i];
-      out[at++] = b;
-      if (b === 0x00) out[at++] = 0xff;
+  for (let p = 0; p < parts.length; p++) {
+    const length = writePart(parts[p]);
+    if (length > MAX_KEY_PART_BYTES) {
+      throw new ModelVaultError('VALIDATION', `key component of ${length} bytes exceeds ${MAX_KEY_PART_BYTES}`, {});
     }
-    out[at++] = TERMINATOR[0];
-    out[at++] = TERMINATOR[1];
+    if (at + 2 * length + TERMINATOR.length > assembled.byteLength) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * assembled.byteLength, at + 2 * length + TERMINATOR.length));
+      assembled.copy(grown, 0, 0, at);
+      assembled = grown;
+    }
+    for (let i = 0; i < length; i++) {
+      const b = raw[i];
+      assembled[at++] = b;
+      if (b === 0x00) assembled[at++] = 0xff;
+    }
+    assembled[at++] = TERMINATOR[0];
+    assembled[at++] = TERMINATOR[1];
   }
+  const out = Buffer.allocUnsafe(at);
+  for (let i = 0; i < at; i++) out[i] = assembled[i];
   return out;
 }
 

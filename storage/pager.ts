@@ -653,8 +653,13 @@ export class WriteTxn {
   get dirtyPageCount(): number { return this.dirty.size; }
 
   /** Writes modified pages out early when they exceed the budget; call between tree operations. */
+  /** Whether modified pages are over the budget (then `maybeFlush` writes them). */
+  get needsFlush(): boolean {
+    return this.dirty.size * this.pager.pageSize > this.pager.maxDirtyBytes;
+  }
+
   async maybeFlush(): Promise<void> {
-    if (this.dirty.size * this.pager.pageSize > this.pager.maxDirtyBytes) await this.flushDirty();
+    if (this.needsFlush) await this.flushDirty();
   }
 
   /** @internal */
