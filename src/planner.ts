@@ -28,6 +28,8 @@ export interface PlannedQuery {
   /** Set when the answer is known without running anything (count of a whole collection). */
   readonly constantCount: number | null;
   toRows(batch: Batch): Record<string, unknown>[];
+  /** Row i of a batch, built on demand (the for-await edge builds only the rows it hands out). */
+  rowAt(batch: Batch): (i: number) => Record<string, unknown>;
   explainSync(): string;
 }
 
@@ -234,7 +236,7 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   return {
     root: finalRoot,
     constantCount,
-    toRows: aggregating ? aggregateRows(state, resolve, aggs) : entityRows(state, sides, resolve),
+    ...rowBuilders(aggregating ? aggregateRows(state, resolve, aggs) : entityRows(state, sides, resolve)),
     explainSync: () => explainTree(finalRoot),
   };
 }
@@ -357,6 +359,15 @@ function outValue(spec: FieldSpec, v: unknown): unknown {
 const SAFE_KEY = /^[A-Za-z_][A-Za-z0-9_.]*$/;
 
 type RowsBuilder = (vectors: readonly Vector[], n: number) => Record<string, unknown>[];
+type RowBuilder = (vectors: readonly Vector[], i: number) => Record<string, unknown>;
+type ToRows = ((b: Batch) => Record<string, unknown>[]) & { rowAt?: (b: Batch) => (i: number) => Record<string, unknown> };
+
+function rowBuilders(toRows: ToRows): Pick<PlannedQuery, 'toRows' | 'rowAt'> {
+  return {
+    toRows,
+    rowAt: toRows.rowAt ?? ((b) => { const rows = toRows(b); return (i) => rows[i]; }),
+  };
+}
 
 /**
  * Rows of a join-free query through a function generated once per result schema (and per
@@ -364,8 +375,8 @@ type RowsBuilder = (vectors: readonly Vector[], n: number) => Record<string, unk
  * all rows one hidden class and builds them from a boilerplate. A row with an absent value
  * takes the general path, which leaves the key out as before.
  */
-function compiledRows(plan: readonly { path: string; spec: FieldSpec }[]): (b: Batch) => Record<string, unknown>[] {
-  const builders = new Map<string, RowsBuilder>();
+function compiledRows(plan: readonly { path: string; spec: FieldSpec }[]): ToRows {
+  const builders = new Map<string, { many: RowsBuilder; one: RowBuilder }>();
   const slow = (vectors: readonly Vector[], i: number): Record<string, unknown> => {
     const row: Record<string, unknown> = {};
     for (let k = 0; k < plan.length; k++) {
@@ -374,7 +385,7 @@ function compiledRows(plan: readonly { path: string; spec: FieldSpec }[]): (b: B
     }
     return row;
   };
-  const generate = (layout: string): RowsBuilder => {
+  const generate = (layout: string): { many: RowsBuilder; one: RowBuilder } => {
     const setup: string[] = [];
     const present: string[] = [];
     const fields: string[] = [];
@@ -389,25 +400,40 @@ function compiledRows(plan: readonly { path: string; spec: FieldSpec }[]): (b: B
         fields.push(`${JSON.stringify(p.path)}: ${date ? `outValue(x${k}[i])` : `x${k}[i]`}`);
       }
     });
-    const body = `${setup.join('\n')}
+    const row = present.length ? `${present.join(' && ')} ? { ${fields.join(', ')} } : slow(vs, i)` : `{ ${fields.join(', ')} }`;
+    const many = `${setup.join('\n')}
       const rows = new Array(n);
-      for (let i = 0; i < n; i++) {
-        rows[i] = ${present.length ? `${present.join(' && ')} ? { ${fields.join(', ')} } : slow(vs, i)` : `{ ${fields.join(', ')} }`};
-      }
+      for (let i = 0; i < n; i++) rows[i] = ${row};
       return rows;`;
-    return new Function('slow', 'outValue', `return function buildRows(vs, n) {\n${body}\n};`)(slow, (v: unknown) => (typeof v === 'number' ? new Date(v) : v)) as RowsBuilder;
+    const one = `${setup.join('\n')}
+      return ${row};`;
+    const toDate = (v: unknown) => (typeof v === 'number' ? new Date(v) : v);
+    return {
+      many: new Function('slow', 'outValue', `return function buildRows(vs, n) {\n${many}\n};`)(slow, toDate) as RowsBuilder,
+      one: new Function('slow', 'outValue', `return function buildRow(vs, i) {\n${one}\n};`)(slow, toDate) as RowBuilder,
+    };
   };
-  return (b) => {
+  const builderFor = (b: Batch) => {
     const vectors = plan.map((p) => pathVector(b, p.path));
     let layout = '';
     for (const v of vectors) layout += v.kind === 'f64' ? (v.absent ? 'A' : 'F') : 'O';
     let build = builders.get(layout);
     if (!build) builders.set(layout, (build = generate(layout)));
-    return build(vectors, b.length);
+    return { vectors, build };
   };
+  const toRows: ToRows = (b) => {
+    const { vectors, build } = builderFor(b);
+    return build.many(vectors, b.length);
+  };
+  toRows.rowAt = (b) => {
+    const { vectors, build } = builderFor(b);
+    const one = build.one;
+    return (i) => one(vectors, i);
+  };
+  return toRows;
 }
 
-function entityRows(state: QueryState, sides: Map<string, Side>, resolve: Resolver): (b: Batch) => Record<string, unknown>[] {
+function entityRows(state: QueryState, sides: Map<string, Side>, resolve: Resolver): ToRows {
   const baseMeta = sides.get('')!.meta;
   const fields = state.select ?? baseMeta.columns.filter((f) => baseMeta.fields[f]);
   const plan = fields.map((path) => ({ path, spec: resolve(path).spec }));

@@ -210,7 +210,7 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
 
   /** Rows one at a time, pulled on demand. */
   override [Symbol.asyncIterator](): AsyncIterator<Row> {
-    return new RowIterator(this.batches());
+    return new RowIterator<Row>(this.execute());
   }
 
   /**
@@ -312,18 +312,20 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
  * generator with `yield*` would cost a generator resumption and several promise jobs per row.
  */
 class RowIterator<Row> implements AsyncIterableIterator<Row> {
-  private rows: Row[] = [];
+  /** Builds row i of the current batch: rows are made one at a time, as they are handed out. */
+  private rowAt: (i: number) => Row = () => undefined as Row;
+  private length = 0;
   private at = 0;
   private finished = false;
   /** The last next() that had to wait; later calls queue behind it so results stay in order. */
   private pending: Promise<IteratorResult<Row>> | null = null;
 
-  constructor(private readonly source: AsyncGenerator<Row[]>) {}
+  constructor(private readonly source: AsyncGenerator<{ batch: Batch; planned: PlannedQuery }>) {}
 
   [Symbol.asyncIterator](): this { return this; }
 
   next(): Promise<IteratorResult<Row>> {
-    if (this.pending === null && this.at < this.rows.length) return Promise.resolve({ value: this.rows[this.at++], done: false });
+    if (this.pending === null && this.at < this.length) return Promise.resolve({ value: this.rowAt(this.at++), done: false });
     const step = () => this.step();
     const p = this.pending === null ? this.step() : this.pending.then(step, step);
     this.pending = p;
@@ -333,20 +335,22 @@ class RowIterator<Row> implements AsyncIterableIterator<Row> {
   }
 
   private step(): Promise<IteratorResult<Row>> {
-    if (this.at < this.rows.length) return Promise.resolve({ value: this.rows[this.at++], done: false });
+    if (this.at < this.length) return Promise.resolve({ value: this.rowAt(this.at++), done: false });
     return this.refill();
   }
 
   private async refill(): Promise<IteratorResult<Row>> {
-    this.rows = [];
+    this.length = 0;
     this.at = 0;
     while (!this.finished) {
       const r = await this.source.next();
       if (r.done) break;
-      if (r.value.length > 0) {
-        this.rows = r.value;
+      const { batch, planned } = r.value;
+      if (batch.length > 0) {
+        this.rowAt = planned.rowAt(batch) as (i: number) => Row;
+        this.length = batch.length;
         this.at = 1;
-        return { value: r.value[0], done: false };
+        return { value: this.rowAt(0), done: false };
       }
     }
     this.finished = true;
@@ -355,7 +359,7 @@ class RowIterator<Row> implements AsyncIterableIterator<Row> {
 
   /** break / early exit: closes the pipeline (scans stop, pages and snapshot are released). */
   async return(value?: unknown): Promise<IteratorResult<Row>> {
-    this.rows = [];
+    this.length = 0;
     this.at = 0;
     this.finished = true;
     await this.source.return(undefined as never);

@@ -104,6 +104,11 @@ describe.each(MODES)('scan and index paths (%s)', (mode) => {
   it('absent optionals stay absent keys and timestamps are Dates, on the scan and the index path', async () => {
     for (const q of [orders.query().where('qty', '>=', 0), orders.query().where('category', '=', 'big')]) {
       const got = await q.toArray();
+      // for await builds rows one at a time: the same rows, the same keys.
+      const iterated: Order[] = [];
+      for await (const r of q) iterated.push(r);
+      expect(iterated).toEqual(got);
+      for (let k = 0; k < got.length; k += 97) expect(Object.keys(iterated[k])).toEqual(Object.keys(got[k]));
       for (const r of got.slice(0, 500)) {
         const ref = rows[r.id - 1];
         expect(Object.keys(r).sort()).toEqual(Object.keys(ref).sort());
