@@ -3,6 +3,7 @@
 // 8-byte aligned, so an upper layer that encodes float64 cells gets a Float64Array view of
 // the page with no copy; other columns are offsets + bytes. A scan that needs two columns
 // touches two column sections and builds nothing else.
+import { alignedBufferUnsafe } from './block-store.js';
 import { corruptAt } from './errors.js';
 import { PageType, type PageInfo } from './page.js';
 import type { DirtyPage } from './pager.js';
@@ -652,6 +653,32 @@ function writeBitmap(out: Buffer, at: number, n: number, isSet: (i: number) => b
   out.fill(0, at, at + bytes);
   for (let i = 0; i < n; i++) if (isSet(i)) out[at + (i >> 3)] |= 1 << (i & 7);
   return at + bytes;
+}
+
+/**
+ * A modified leaf the transaction has finished filling (the left half of a split at the right
+ * edge, as sorted loads make them), kept in page form until it is written: its exact page
+ * bytes instead of two objects per entry, so a bulk load's unwritten pages cost what they
+ * weigh and give the garbage collector nothing to trace. Modifying it again turns it back
+ * into a MutableLeaf.
+ */
+export class EncodedLeaf implements DirtyPage {
+  readonly pageType = PageType.Leaf;
+  readonly view: LeafView;
+
+  private constructor(private readonly body: Buffer) {
+    this.view = new LeafView(body, 0);
+  }
+
+  static of(leaf: MutableLeaf): EncodedLeaf {
+    const buffer = alignedBufferUnsafe(pad8(Math.ceil(leaf.bytes)));
+    return new EncodedLeaf(buffer.subarray(0, leaf.encodeInto(buffer)));
+  }
+
+  encodeInto(body: Uint8Array): number {
+    body.set(this.body);
+    return this.body.byteLength;
+  }
 }
 
 export class MutableBranch implements BranchLike, DirtyPage {

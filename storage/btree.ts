@@ -13,7 +13,7 @@ import type { Pager, WriteTxn } from './pager.js';
 import type { CachedPage } from './buffer-pool.js';
 import { alignedBuffer } from './block-store.js';
 import {
-  BranchView, LeafView, MutableBranch, MutableLeaf, OverflowRef, asBuffer, branchFixedBytes, childIndexFor,
+  BranchView, EncodedLeaf, LeafView, MutableBranch, MutableLeaf, OverflowRef, asBuffer, branchFixedBytes, childIndexFor,
   decodeNode, entryBytes, firstAtOrAfter, lastAtOrBefore, leafFixedBytes, packRow, unpackRow,
   type BranchLike, type Cell, type LeafLike, type NodeLike, type PackedRow, type StoredCell,
 } from './btree-node.js';
@@ -84,10 +84,14 @@ export class TxnSource extends CommittedSource {
     super(txn.pager);
   }
   override node(pageNo: number): NodeLike {
-    return (this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | undefined) ?? super.node(pageNo);
+    return this.dirtyNode(pageNo) ?? super.node(pageNo);
   }
   override async nodeAsync(pageNo: number): Promise<NodeLike> {
-    return (this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | undefined) ?? super.nodeAsync(pageNo);
+    return this.dirtyNode(pageNo) ?? super.nodeAsync(pageNo);
+  }
+  private dirtyNode(pageNo: number): NodeLike | undefined {
+    const dirty = this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | EncodedLeaf | undefined;
+    return dirty instanceof EncodedLeaf ? dirty.view : dirty;
   }
   /** Modified pages are not in the file yet (or hold stale bytes there): never read them ahead. */
   override prefetch(pageNos: readonly number[]): Promise<void> {
@@ -447,12 +451,12 @@ export class BTreeWriter {
   }
 
   private writable(pageNo: number, node?: NodeLike): { pageNo: number; node: MutableLeaf | MutableBranch } {
-    const dirty = this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | undefined;
-    if (dirty) {
+    const dirty = this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | EncodedLeaf | undefined;
+    if (dirty && !(dirty instanceof EncodedLeaf)) {
       if (dirty.isLeaf) dirty.widen(this.columns); // written before a column was added in this transaction
       return { pageNo, node: dirty };
     }
-    const current = node ?? this.src.node(pageNo);
+    const current = dirty instanceof EncodedLeaf ? dirty.view : node ?? this.src.node(pageNo);
     const copy = current.isLeaf ? MutableLeaf.from(current, this.columns) : MutableBranch.from(current);
     if (this.txn.owns(pageNo)) {
       this.txn.setDirty(pageNo, copy);
@@ -477,6 +481,8 @@ export class BTreeWriter {
       const right = node.splitOff(at);
       const rightPage = this.txn.allocatePage();
       this.txn.setDirty(rightPage, right);
+      // A sorted load never comes back to a leaf it split off at the right edge: page form now.
+      if (appended && node.isLeaf) this.txn.setDirty(path[l].pageNo, EncodedLeaf.of(node));
       const separator = Buffer.from(right.key(0));
       if (l === 0) {
         const level = node.isLeaf ? 1 : node.level + 1;

@@ -66,6 +66,8 @@ export class Snapshot implements Disposable {
 
 const FREELIST_HEADER_BYTES = 8;
 const MAX_READ_BYTES = 1 << 20;
+/** Writes of up to this many pages also refresh the buffer pool (see writePages). */
+const SMALL_WRITE_PAGES = 64;
 
 export class Pager {
   readonly pool: BufferPool;
@@ -361,21 +363,30 @@ export class Pager {
   async writePages(pages: Map<number, DirtyPage>, generation: number): Promise<void> {
     const order = [...pages.keys()].sort((a, b) => a - b);
     const maxPages = Math.max(1, Math.floor(MAX_READ_BYTES / this.pageSize));
+    // Small writes (a commit's few pages) go to the pool too: they are likely read again. A
+    // flush of a big transaction only invalidates, so it does not churn the pool's buffers.
+    const keepInPool = order.length <= SMALL_WRITE_PAGES;
+    // One run buffer, reused: each run is written before the next is encoded.
+    const run = alignedBufferUnsafe(Math.min(order.length, maxPages) * this.pageSize);
     for (let i = 0; i < order.length;) {
       let j = i + 1;
       while (j < order.length && order[j] === order[j - 1] + 1 && j - i < maxPages) j++;
-      const buf = alignedBuffer((j - i) * this.pageSize);
+      const buf = run.subarray(0, (j - i) * this.pageSize);
       for (let k = i; k < j; k++) {
         const pageNo = order[k];
         const page = buf.subarray((k - i) * this.pageSize, (k - i + 1) * this.pageSize);
         const node = pages.get(pageNo)!;
         const bodyLength = node.encodeInto(page.subarray(PAGE_HEADER_BYTES));
+        page.fill(0, PAGE_HEADER_BYTES + bodyLength); // no stale bytes of an earlier run in the file
         sealPage(page, node.pageType, pageNo, generation, bodyLength);
-        // The pool gets the new content at once (a reused page number must not serve its old
-        // content, and a page just written is likely read again). Own buffer: a view would pin the whole write.
-        const copy = alignedBufferUnsafe(this.pageSize);
-        copy.set(page);
-        this.pool.set(pageNo, { bytes: copy, info: { type: node.pageType, pageNo, generation, bodyLength } });
+        // A reused page number must never serve its old content from the pool.
+        if (keepInPool) {
+          const copy = alignedBufferUnsafe(this.pageSize); // own buffer: a view would pin the run buffer
+          copy.set(page);
+          this.pool.set(pageNo, { bytes: copy, info: { type: node.pageType, pageNo, generation, bodyLength } });
+        } else {
+          this.pool.delete(pageNo);
+        }
       }
       await this.store.write(order[i] * this.pageSize, buf);
       this.stats.pagesWritten += j - i;
