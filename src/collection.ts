@@ -74,27 +74,33 @@ export class Collection<M extends Model = Model> {
         }
         throw err;
       };
-      if (Symbol.iterator in rows) {
-        // Arrays and generators: no await per row, only where the writer has to wait.
-        for (const row of rows as Iterable<unknown>) {
-          try {
-            const pending = writer.insertNow(row);
-            if (pending) await pending;
-          } catch (err) {
-            failed(err);
+      writer.beginBulk();
+      try {
+        if (Symbol.iterator in rows) {
+          // Arrays and generators: no await per row, only where the writer has to wait.
+          for (const row of rows as Iterable<unknown>) {
+            try {
+              const pending = writer.insertNow(row);
+              if (pending) await pending;
+            } catch (err) {
+              failed(err);
+            }
+            n++;
           }
-          n++;
+        } else {
+          for await (const row of rows as AsyncIterable<unknown>) {
+            try {
+              const pending = writer.insertNow(row);
+              if (pending) await pending;
+            } catch (err) {
+              failed(err);
+            }
+            n++;
+          }
         }
-        return n;
-      }
-      for await (const row of rows as AsyncIterable<unknown>) {
-        try {
-          const pending = writer.insertNow(row);
-          if (pending) await pending;
-        } catch (err) {
-          failed(err);
-        }
-        n++;
+        await writer.endBulk();
+      } finally {
+        writer.abandonBulk();
       }
       return n;
     });
