@@ -3,10 +3,12 @@
 // that the buffered rows hold few heap objects.
 //
 //   numbers   row i's numeric columns at f[i*F .. i*F+F) (one Float64Array a batch)
-//   strings   when every other column of the batch holds ASCII strings (or nothing): one latin1
-//             blob a batch, row i's strings side by side, with (start, length) pairs at
+//   strings   when every other column of the batch holds strings (or nothing): one joined
+//             string a batch, row i's strings side by side, with (start, length) pairs at
 //             spans[2*(i*A+c)]; length 0xffffffff = absent. 1M buffered strings are 1M objects
-//             the GC traces and promotes; a blob is one, and a third of the bytes.
+//             the GC traces and promotes; a joined string is one (and ASCII text takes a byte
+//             a char in it). Taking a string back out is a slice (~10 ns; decoding a Buffer
+//             range was ~100 ns). A slice may share the joined string's memory while it lives.
 //   otherwise the other columns' values row-major in one array
 //
 // Each batch also keeps the key images of a single numeric sort key (radix-sort.ts); sorting is
@@ -22,14 +24,13 @@ interface Pack {
   readonly length: number;
   readonly f: Float64Array;
   readonly fAbsent: Uint8Array | null;
-  readonly blob: Buffer | null;
+  readonly blob: string | null;
   readonly spans: Uint32Array | null;
   readonly a: unknown[] | null;
   readonly hi: Uint32Array | null;
   readonly lo: Uint32Array | null;
 }
 
-type Latin1 = Buffer & { latin1Slice(start: number, end: number): string };
 const ABSENT = 0xffffffff;
 
 const bitsFor = (n: number) => Math.max(1, 32 - Math.clz32(Math.max(1, n - 1)));
@@ -88,7 +89,7 @@ export class SortBuffer {
       for (let i = 0, at = c; i < n; i++, at += F) f[at] = values[i];
       if (absent) for (let i = 0; i < n; i++) if (absent[i]) (fAbsent ??= new Uint8Array(n * F))[i * F + c] = 1;
     }
-    let blob: Buffer | null = null, spans: Uint32Array | null = null, a: unknown[] | null = null;
+    let blob: string | null = null, spans: Uint32Array | null = null, a: unknown[] | null = null;
     if (A > 0) {
       const cols = aPaths.map((p) => (b.vectors.get(p) as { values: unknown[] }).values);
       const parts = new Array<string>(n * A);
@@ -102,12 +103,7 @@ export class SortBuffer {
           else { ok = false; break; }
         }
       }
-      if (ok) {
-        const joined = parts.join('');
-        blob = Buffer.from(joined, 'latin1');
-        // latin1 keeps every char below 256; ASCII-only is what byteLength proves cheaply.
-        if (Buffer.byteLength(joined, 'utf8') !== joined.length) blob = null;
-      }
+      if (ok) blob = parts.join('');
       if (blob === null) {
         spans = null;
         a = new Array(n * A);
@@ -186,10 +182,10 @@ export class SortBuffer {
         if (A === 0) continue;
         const ab = i * A;
         if (pack.blob !== null) {
-          const spans = pack.spans!, blob = pack.blob as Latin1;
+          const spans = pack.spans!, blob = pack.blob;
           for (let c = 0; c < A; c++) {
             const s = spans[2 * (ab + c)], len = spans[2 * (ab + c) + 1];
-            aOut[c][k] = len === ABSENT ? undefined : blob.latin1Slice(s, s + len);
+            aOut[c][k] = len === ABSENT ? undefined : blob.slice(s, s + len);
           }
         } else {
           const a = pack.a!;
@@ -215,7 +211,7 @@ export class SortBuffer {
 }
 
 function packBytes(p: Pack): number {
-  let n = 64 + p.f.byteLength + (p.fAbsent?.byteLength ?? 0) + (p.blob?.byteLength ?? 0) + (p.spans?.byteLength ?? 0) +
+  let n = 64 + p.f.byteLength + (p.fAbsent?.byteLength ?? 0) + (p.blob === null ? 0 : 24 + p.blob.length) + (p.spans?.byteLength ?? 0) +
     (p.hi ? 8 * p.length : 0);
   if (p.a) n += estimateArray(p.a);
   return n;
