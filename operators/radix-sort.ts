@@ -84,3 +84,21 @@ export function radixSortPayload(hi: Uint32Array, lo: Uint32Array, payload: Uint
   }
   return p1;
 }
+
+/** Key images of column `col` of a row-major Float64Array with `stride` columns (n rows) from `at`. */
+export function keyImagesStrided(f: Float64Array, absent: Uint8Array | null, col: number, stride: number, n: number, desc: boolean, hi: Uint32Array, lo: Uint32Array, at: number): void {
+  const flip = desc ? 0xffffffff : 0;
+  for (let i = 0, j = col; i < n; i++, j += stride) {
+    const x = f[j];
+    let h: number, l: number;
+    if (absent !== null && absent[j] !== 0) { h = 0; l = 0; }
+    else if (x !== x) { h = 0xffffffff; l = 0xffffffff; }
+    else {
+      f64[0] = x === 0 ? 0 : x;
+      h = u32[1]; l = u32[0];
+      if (h & 0x80000000) { h = ~h; l = ~l; } else h |= 0x80000000;
+    }
+    hi[at + i] = (h ^ flip) >>> 0;
+    lo[at + i] = (l ^ flip) >>> 0;
+  }
+}

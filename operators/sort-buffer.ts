@@ -4,20 +4,20 @@
 //
 //   numbers   row i's numeric columns at f[i*F .. i*F+F) (one Float64Array a batch)
 //   strings   when every other column of the batch holds strings (or nothing): one joined
-//             string a batch, row i's strings side by side, with (start, length) pairs at
-//             spans[2*(i*A+c)]; length 0xffffffff = absent. 1M buffered strings are 1M objects
+//             string a batch, row i's strings side by side, string k = i*A+c ending at ends[k]
+//             (starting where string k-1 ends), absent ones flagged in sAbsent. 1M buffered strings are 1M objects
 //             the GC traces and promotes; a joined string is one (and ASCII text takes a byte
 //             a char in it). Taking a string back out is a slice (~10 ns; decoding a Buffer
 //             range was ~100 ns). A slice may share the joined string's memory while it lives.
 //   otherwise the other columns' values row-major in one array
 //
-// Each batch also keeps the key images of a single numeric sort key (radix-sort.ts); sorting is
-// then a radix argsort of (pack, row) ids. Batches whose paths or kinds differ from the first
+// A single numeric sort key is one of the packed numeric columns: sorting is a radix argsort
+// (radix-sort.ts) of (pack, row) ids by its key images. Batches whose paths or kinds differ from the first
 // (derived dotted paths, an unexpected vector kind) switch the buffer to plain batches, which
 // sort through concatenation and the row comparator as before.
 import { valueAt, type Batch, type F64Vector, type Vector } from './batch.js';
 import { pathVector } from './paths.js';
-import { keyImages, radixSortPayload } from './radix-sort.js';
+import { keyImagesStrided, radixSortPayload } from './radix-sort.js';
 import type { SortKey } from './sort-op.js';
 
 interface Pack {
@@ -25,13 +25,11 @@ interface Pack {
   readonly f: Float64Array;
   readonly fAbsent: Uint8Array | null;
   readonly blob: string | null;
-  readonly spans: Uint32Array | null;
+  readonly ends: Uint32Array | null;
+  readonly sAbsent: Uint8Array | null;
   readonly a: unknown[] | null;
-  readonly hi: Uint32Array | null;
-  readonly lo: Uint32Array | null;
 }
 
-const ABSENT = 0xffffffff;
 
 const bitsFor = (n: number) => Math.max(1, 32 - Math.clz32(Math.max(1, n - 1)));
 
@@ -54,7 +52,7 @@ export class SortBuffer {
 
   /** Buffers a batch; returns the bytes it now holds. */
   add(b: Batch): number {
-    const keyVectors = this.keys.map((k) => pathVector(b, k.path));
+    for (const k of this.keys) pathVector(b, k.path); // derived key paths are part of the layout
     if (this.plain === null && this.fPaths === null) {
       const paths = [...b.vectors.keys()];
       this.fPaths = paths.filter((p) => b.vectors.get(p)!.kind === 'f64');
@@ -63,7 +61,7 @@ export class SortBuffer {
     if (this.plain === null && !this.fits(b)) this.unpack();
     this.rows += b.length;
     if (this.plain !== null) { this.plain.push(b); return 0; }
-    const p = this.pack(b, keyVectors);
+    const p = this.pack(b);
     this.packs.push(p);
     this.longest = Math.max(this.longest, b.length);
     return packBytes(p);
@@ -79,7 +77,7 @@ export class SortBuffer {
     return true;
   }
 
-  private pack(b: Batch, keyVectors: Vector[]): Pack {
+  private pack(b: Batch): Pack {
     const n = b.length, fPaths = this.fPaths!, F = fPaths.length, aPaths = this.aPaths, A = aPaths.length;
     const f = new Float64Array(n * F);
     let fAbsent: Uint8Array | null = null;
@@ -89,34 +87,29 @@ export class SortBuffer {
       for (let i = 0, at = c; i < n; i++, at += F) f[at] = values[i];
       if (absent) for (let i = 0; i < n; i++) if (absent[i]) (fAbsent ??= new Uint8Array(n * F))[i * F + c] = 1;
     }
-    let blob: string | null = null, spans: Uint32Array | null = null, a: unknown[] | null = null;
+    let blob: string | null = null, ends: Uint32Array | null = null, sAbsent: Uint8Array | null = null, a: unknown[] | null = null;
     if (A > 0) {
       const cols = aPaths.map((p) => (b.vectors.get(p) as { values: unknown[] }).values);
       const parts = new Array<string>(n * A);
-      spans = new Uint32Array(2 * n * A);
+      ends = new Uint32Array(n * A);
       let at = 0, ok = true;
       for (let i = 0, k = 0; ok && i < n; i++) {
         for (let c = 0; c < A; c++, k++) {
           const x = cols[c][i];
-          if (typeof x === 'string') { parts[k] = x; spans[2 * k] = at; spans[2 * k + 1] = x.length; at += x.length; }
-          else if (x === undefined) { parts[k] = ''; spans[2 * k] = at; spans[2 * k + 1] = ABSENT; }
+          if (typeof x === 'string') { parts[k] = x; at += x.length; }
+          else if (x === undefined) { parts[k] = ''; (sAbsent ??= new Uint8Array(n * A))[k] = 1; }
           else { ok = false; break; }
+          ends[k] = at;
         }
       }
       if (ok) blob = parts.join('');
-      if (blob === null) {
-        spans = null;
+      else {
+        ends = sAbsent = null;
         a = new Array(n * A);
         for (let c = 0; c < A; c++) { const values = cols[c]; for (let i = 0; i < n; i++) a[i * A + c] = values[i]; }
       }
     }
-    let hi: Uint32Array | null = null, lo: Uint32Array | null = null;
-    if (this.keys.length === 1 && keyVectors[0].kind === 'f64') {
-      hi = new Uint32Array(n); lo = new Uint32Array(n);
-      const v = keyVectors[0];
-      keyImages(v.values.length === n ? v.values : v.values.subarray(0, n), v.absent, this.keys[0].desc, hi, lo, 0);
-    }
-    return { length: n, f, fAbsent, blob, spans, a, hi, lo };
+    return { length: n, f, fAbsent, blob, ends, sAbsent, a };
   }
 
   /** Back to plain batches (a batch did not fit the layout). */
@@ -143,17 +136,17 @@ export class SortBuffer {
       return plainSorted(batch, perm);
     }
     const shift = bitsFor(this.longest);
-    if (this.packs.length > 2 ** (32 - shift) || this.packs.some((p) => p.hi === null)) {
+    const keyCol = this.keys.length === 1 ? this.fPaths!.indexOf(this.keys[0].path) : -1;
+    if (this.packs.length > 2 ** (32 - shift) || keyCol < 0) {
       // Several keys or a non-numeric key: the general comparator over plain batches.
       this.unpack();
       return this.sort();
     }
-    const total = this.rows;
+    const total = this.rows, F = this.fPaths!.length, desc = this.keys[0].desc;
     const hi = new Uint32Array(total), lo = new Uint32Array(total), ids = new Uint32Array(total);
     let at = 0;
     this.packs.forEach((p, pi) => {
-      hi.set(p.hi!, at);
-      lo.set(p.lo!, at);
+      keyImagesStrided(p.f, p.fAbsent, keyCol, F, p.length, desc, hi, lo, at);
       const base = (pi << shift) >>> 0;
       for (let i = 0; i < p.length; i++) ids[at + i] = (base | i) >>> 0;
       at += p.length;
@@ -182,10 +175,12 @@ export class SortBuffer {
         if (A === 0) continue;
         const ab = i * A;
         if (pack.blob !== null) {
-          const spans = pack.spans!, blob = pack.blob;
+          const ends = pack.ends!, blob = pack.blob, sAbsent = pack.sAbsent;
+          let start = ab === 0 ? 0 : ends[ab - 1];
           for (let c = 0; c < A; c++) {
-            const s = spans[2 * (ab + c)], len = spans[2 * (ab + c) + 1];
-            aOut[c][k] = len === ABSENT ? undefined : blob.slice(s, s + len);
+            const end = ends[ab + c];
+            aOut[c][k] = sAbsent !== null && sAbsent[ab + c] ? undefined : blob.slice(start, end);
+            start = end;
           }
         } else {
           const a = pack.a!;
@@ -211,8 +206,7 @@ export class SortBuffer {
 }
 
 function packBytes(p: Pack): number {
-  let n = 64 + p.f.byteLength + (p.fAbsent?.byteLength ?? 0) + (p.blob === null ? 0 : 24 + p.blob.length) + (p.spans?.byteLength ?? 0) +
-    (p.hi ? 8 * p.length : 0);
+  let n = 64 + p.f.byteLength + (p.fAbsent?.byteLength ?? 0) + (p.blob === null ? 0 : 24 + p.blob.length) + (p.ends?.byteLength ?? 0) + (p.sAbsent?.byteLength ?? 0);
   if (p.a) n += estimateArray(p.a);
   return n;
 }

@@ -2,7 +2,7 @@
 // first, NaN after every number, -0 equal to 0, descending reversed, ties in input order.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { keyImage, keyImages, radixSortPayload } from '../../operators/radix-sort.js';
+import { keyImage, keyImages, keyImagesStrided, radixSortPayload } from '../../operators/radix-sort.js';
 
 const valueArb = fc.oneof(
   fc.double(),
@@ -34,6 +34,13 @@ describe('radix argsort', () => {
       xs.forEach((x, i) => { keyImage(x, desc, hi, lo, i); });
       expect([...hi2.subarray(2)]).toEqual([...hi]);
       expect([...lo2.subarray(2)]).toEqual([...lo]);
+      // ... and so does keyImagesStrided over column 1 of a row-major pack of 3 columns.
+      const packed = new Float64Array(3 * n), packedAbsent = new Uint8Array(3 * n);
+      xs.forEach((x, i) => { if (x === undefined) packedAbsent[3 * i + 1] = 1; else packed[3 * i + 1] = x; packed[3 * i] = 7; });
+      const hi3 = new Uint32Array(n), lo3 = new Uint32Array(n);
+      keyImagesStrided(packed, packedAbsent, 1, 3, n, desc, hi3, lo3, 0);
+      expect([...hi3]).toEqual([...hi]);
+      expect([...lo3]).toEqual([...lo]);
     }), { numRuns: 500 });
   });
 
