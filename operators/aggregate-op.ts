@@ -27,6 +27,7 @@ const PARTITIONS = 16;
 const MAX_LEVEL = 6;
 const GROUP_OVERHEAD_BYTES = 96;
 let nextId = 1;
+const STRING_CACHE_MASK = 1023;
 
 /** Partial state of one aggregate in one group; merges exactly. */
 interface AggState { n: number; sum: number | bigint; min: unknown; max: unknown; distinct: Set<unknown> | null }
@@ -91,6 +92,7 @@ export class GroupTable {
   readonly distinct: Set<unknown>[][];
   private gids = new Int32Array(1024);
   private dictGids = new Int32Array(64);
+  private readonly stringCache = new Int32Array(STRING_CACHE_MASK + 1).fill(-1);
 
   constructor(private readonly specs: readonly AggregateSpec[], private readonly width: number) {
     this.keys = Array.from({ length: width }, () => []);
@@ -182,11 +184,23 @@ export class GroupTable {
         }
         return gids;
       }
+      // Strings freshly decoded by a scan are new objects every row, so a Map lookup hashes each
+      // one. A small cache keyed by (length, first, middle and last char) finds the group of a
+      // known string with one content comparison; the Map stays the authority.
+      const cache = this.stringCache, keyCol = this.keys[0];
       for (let i = 0; i < length; i++) {
         const x = values[i];
+        let slot = -1;
+        if (typeof x === 'string') {
+          const len = x.length;
+          slot = len === 0 ? 0 : (Math.imul(len, 0x9e3779b1) ^ Math.imul(x.charCodeAt(0), 0x85ebca6b) ^ Math.imul(x.charCodeAt(len >> 1), 0xc2b2ae35) ^ x.charCodeAt(len - 1)) & STRING_CACHE_MASK;
+          const cached = cache[slot];
+          if (cached >= 0 && keyCol[cached] === x) { gids[i] = cached; continue; }
+        }
         const key = typeof x === 'object' && x !== null ? singleKey(x) : x;
         let g = ids.get(key);
         if (g === undefined) { one[0] = x; ids.set(key, (g = this.newGroup(one))); acc.grown += this.groupBytes(one); }
+        if (slot >= 0) cache[slot] = g;
         gids[i] = g;
       }
       return gids;
