@@ -538,21 +538,22 @@ export class MutableLeaf implements LeafLike, DirtyPage {
     const keysEnd = at;
     at = pad8(at);
     out.fill(0, keysEnd, at);
-    const starts = locateCells(this.rows, this.columns);
-    for (let c = 0; c < this.columns; c++) at = this.encodeColumn(out, at, starts.subarray(c * n, (c + 1) * n));
+    locateCells(this.rows, this.columns);
+    for (let c = 0; c < this.columns; c++) at = this.encodeColumn(out, at, c * n);
     return at;
   }
 
   /**
-   * Writes column `c` straight from the packed rows: `cellAt[i]` is where entry i's cell
-   * starts in its packed row (its u32 length word), -1 when the row predates the column.
+   * Writes one column straight from the packed rows, located by `locateCells`: entry i's
+   * cell starts at cellStarts[base + i] with length word cellLengths[base + i].
    */
-  private encodeColumn(out: Buffer, at: number, cellAt: Int32Array): number {
+  private encodeColumn(out: Buffer, at: number, base: number): number {
     const n = this.keys.length;
     const rows = this.rows;
+    const starts = cellStarts, lengths = cellLengths;
     let width = -1, fixed = true, anyAbsent = false, anyOverflow = false, total = 0;
     for (let i = 0; i < n; i++) {
-      const len = cellAt[i] < 0 ? PACKED_ABSENT : rows[i].readUInt32LE(cellAt[i]);
+      const len = lengths[base + i];
       if (len === PACKED_ABSENT) { anyAbsent = true; continue; }
       if (len === PACKED_OVERFLOW) { anyOverflow = true; fixed = false; total += OverflowRef.BYTES; continue; }
       total += len;
@@ -564,7 +565,7 @@ export class MutableLeaf implements LeafLike, DirtyPage {
     if (width < 0 || width > 0xffff) fixed = false;
     // Fixed layout only when it is no larger than offsets + bytes, so `bytes` stays an upper bound.
     if (fixed && width > 0 && n * width > 4 * (n + 1) + total) fixed = false;
-    const lengthOf = (i: number) => (cellAt[i] < 0 ? PACKED_ABSENT : rows[i].readUInt32LE(cellAt[i]));
+    const lengthOf = (i: number) => lengths[base + i];
     const descriptor = at;
     at += COLUMN_DESCRIPTOR_BYTES;
     const start = at;
@@ -578,23 +579,23 @@ export class MutableLeaf implements LeafLike, DirtyPage {
         const dst = at + i * width;
         const len = lengthOf(i);
         if (len === PACKED_ABSENT) { out.fill(0, dst, dst + width); continue; }
-        copyBytes(rows[i], cellAt[i] + 4, out, dst, width);
+        copyBytes(rows[i], starts[base + i], out, dst, width);
       }
       at += n * width;
     } else {
       if (anyOverflow) at = writeBitmap(out, at, n, (i) => lengthOf(i) === PACKED_OVERFLOW);
       const offsetsAt = at;
       let dataAt = at + 4 * (n + 1);
-      const base = dataAt;
+      const dataStart = dataAt;
       for (let i = 0; i < n; i++) {
-        out.writeUInt32LE(dataAt - base, offsetsAt + 4 * i);
+        out.writeUInt32LE(dataAt - dataStart, offsetsAt + 4 * i);
         const len = lengthOf(i);
         if (len === PACKED_ABSENT) continue;
         const bytes = len === PACKED_OVERFLOW ? OverflowRef.BYTES : len; // an overflow cell's packed payload is its encoded reference
-        copyBytes(rows[i], cellAt[i] + 4, out, dataAt, bytes);
+        copyBytes(rows[i], starts[base + i], out, dataAt, bytes);
         dataAt += bytes;
       }
-      out.writeUInt32LE(dataAt - base, offsetsAt + 4 * n);
+      out.writeUInt32LE(dataAt - dataStart, offsetsAt + 4 * n);
       at = dataAt;
     }
     const end = at;
@@ -605,24 +606,34 @@ export class MutableLeaf implements LeafLike, DirtyPage {
   }
 }
 
-/** Where each column's cell starts in each packed row, column-major; reused between pages. */
+/**
+ * Where each column's cell starts in each packed row (after its u32 length word) and that
+ * length word, column-major: -1 start for a row that predates the column. Reused between pages.
+ */
 let cellStarts = new Int32Array(0);
+let cellLengths = new Uint32Array(0);
 
-function locateCells(rows: readonly PackedRow[], columns: number): Int32Array {
+function locateCells(rows: readonly PackedRow[], columns: number): void {
   const n = rows.length;
-  if (cellStarts.length < n * columns) cellStarts = new Int32Array(Math.max(n * columns, cellStarts.length * 2));
+  if (cellStarts.length < n * columns) {
+    cellStarts = new Int32Array(Math.max(n * columns, cellStarts.length * 2));
+    cellLengths = new Uint32Array(cellStarts.length);
+  }
   for (let i = 0; i < n; i++) {
     const row = rows[i];
-    const present = Math.min(row.readUInt16LE(0), columns);
+    const present = Math.min(row[0] | (row[1] << 8), columns);
     let at = 2;
     for (let c = 0; c < present; c++) {
-      cellStarts[c * n + i] = at;
-      const len = row.readUInt32LE(at);
+      const len = (row[at] | (row[at + 1] << 8) | (row[at + 2] << 16) | (row[at + 3] << 24)) >>> 0;
+      cellStarts[c * n + i] = at + 4;
+      cellLengths[c * n + i] = len;
       at += 4 + (len === PACKED_ABSENT ? 0 : len === PACKED_OVERFLOW ? OverflowRef.BYTES : len);
     }
-    for (let c = present; c < columns; c++) cellStarts[c * n + i] = -1;
+    for (let c = present; c < columns; c++) {
+      cellStarts[c * n + i] = -1;
+      cellLengths[c * n + i] = PACKED_ABSENT;
+    }
   }
-  return cellStarts;
 }
 
 /** Small copies byte by byte (no view objects); large ones through the native copy. */
