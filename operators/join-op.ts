@@ -213,6 +213,20 @@ export class HashJoinOp implements Operator {
     const first = table.first, next = table.next;
     const numeric = table.numeric;
     const f64 = numeric && keys.kind === 'f64' ? keys : null;
+    const direct = table.direct;
+    if (f64 && direct) {
+      const values = f64.values, absent = f64.absent, min = table.directMin, len = direct.length, unique = table.unique;
+      for (let i = 0; i < probe.length; i++) {
+        const x = values[i] - min;
+        let j = (absent && absent[i]) || !(x >= 0 && x < len) || (x | 0) !== x ? -1 : direct[x];
+        if (j < 0) { if (emitUnmatched) out.push(i, -1); continue; }
+        if (matched) matched.bits[matched.base + i] = 1;
+        if (unique) { out.probe[out.count] = i; out.build[out.count++] = j; continue; } // reset() left room for one pair a row
+        for (; j >= 0; j = next[j]) out.push(i, j);
+      }
+      if (out.count === 0) return null;
+      return this.output(probe, out.probe, table, out.build, out.count);
+    }
     for (let i = 0; i < probe.length; i++) {
       let id: number;
       if (f64) {
@@ -345,11 +359,15 @@ export class BuildTable {
     if (keys && keys.kind === 'f64') {
       const table = (this.numeric = new F64HashTable(Math.min(n, 1 << 20)));
       const values = keys.values, absent = keys.absent;
+      let linked = 0;
       for (let i = 0; i < n; i++) {
         const k = values[i];
         if ((absent && absent[i]) || k !== k) continue;
         link(table.add(k), i);
+        linked++;
       }
+      this.unique = linked === table.size;
+      this.makeDirect(table);
       return;
     }
     const map = (this.map = new Map());
@@ -360,6 +378,38 @@ export class BuildTable {
       if (id === undefined) map.set(k, (id = map.size));
       link(id, i);
     }
+  }
+
+  /**
+   * Integer keys over a dense range (ids, mostly): direct[k - directMin] is the first build row
+   * of key k, or -1. One array read a probe row instead of a hash probe (on this machine each
+   * random read of a cold line is the cost that matters).
+   */
+  direct: Int32Array | null = null;
+  directMin = 0;
+  /** Every build key occurs once: no chains to follow. */
+  unique = false;
+
+  private makeDirect(table: F64HashTable): void {
+    if (table.size === 0) return;
+    let min = Infinity, max = -Infinity;
+    for (let id = 0; id < table.size; id++) {
+      const k = table.keys[id];
+      if (!Number.isSafeInteger(k)) return;
+      if (k < min) min = k;
+      if (k > max) max = k;
+    }
+    const range = max - min + 1;
+    if (range > 2 * table.size + 1024 || range > 1 << 26) return;
+    const direct = new Int32Array(range).fill(-1);
+    for (let id = 0; id < table.size; id++) direct[table.keys[id] - min] = this.first[id];
+    this.direct = direct;
+    this.directMin = min;
+  }
+
+  /** Bytes of the key structures (next, first, hash table, direct array). */
+  get byteLength(): number {
+    return this.next.byteLength + this.first.byteLength + (this.numeric?.byteLength ?? 0) + (this.direct?.byteLength ?? 0);
   }
 
   /** The key id of a join key (joinKey() form), or -1. */
