@@ -53,9 +53,17 @@ export class ColumnBuilder {
   }
 }
 
-/** Decodes column `out.col` of leaf rows `rows[0..count)` into `out` from offset `at`. */
-export async function readColumn(pager: Pager, leaf: LeafSlice['leaf'], rows: ArrayLike<number>, count: number, out: ColumnBuilder, at: number): Promise<void> {
-  if (leaf instanceof LeafView && readFromView(leaf, rows, count, out, at)) return;
+/**
+ * Decodes column `out.col` of leaf rows `rows[0..count)` into `out` from offset `at`: at once
+ * (null) from a page's column view, or a promise when cells need the general path.
+ */
+export function readColumn(pager: Pager, leaf: LeafSlice['leaf'], rows: ArrayLike<number>, count: number, out: ColumnBuilder, at: number): Promise<void> | null {
+  if (leaf instanceof LeafView && readFromView(leaf, rows, count, out, at)) return null;
+  return readCells(pager, leaf, rows, count, out, at);
+}
+
+/** The general path: cell by cell, overflow values read from their pages. */
+async function readCells(pager: Pager, leaf: LeafSlice['leaf'], rows: ArrayLike<number>, count: number, out: ColumnBuilder, at: number): Promise<void> {
   const col = out.col;
   const c = col.column;
   if (out.f64) {
@@ -211,7 +219,8 @@ export class TableScanOp implements Operator {
           if (run) v = { kind: 'f64', values: run, absent: null };
           else {
             const b = new ColumnBuilder(col, n);
-            await readColumn(pager, leaf, rows, n, b, 0);
+            const pending = readColumn(pager, leaf, rows, n, b, 0);
+            if (pending) await pending;
             v = b.vector(n);
           }
           vectors.set(col.path, v);
@@ -243,7 +252,10 @@ export class TableScanOp implements Operator {
         });
       }
       const out = probe !== null ? picked : rows;
-      for (const col of probe !== null ? rest : this.columns) await readColumn(pager, leaf, out, count, builders[this.columns.indexOf(col)], at);
+      for (const col of probe !== null ? rest : this.columns) {
+        const pending = readColumn(pager, leaf, out, count, builders[this.columns.indexOf(col)], at);
+        if (pending) await pending;
+      }
       filled += count;
       sourceBytes += leaf instanceof LeafView ? (leaf.body.byteLength * count) / Math.max(1, leaf.count) : pager.pageSize;
       if (filled >= target || sourceBytes >= pager.pageSize) yield take();
