@@ -16,8 +16,9 @@ export function dictOf(v: Vector): DictVector | null {
 }
 
 /**
- * Codes for `values` when they hold at most `maxDistinct` distinct values, else null (found out
- * after at most maxDistinct + 1 lookups). The dict has one extra trailing `undefined` entry,
+ * Codes for `values` when they hold at most `maxDistinct` distinct values (and no -0), else null
+ * (found out after at most maxDistinct + 1 lookups). dict[codes[i]] is values[i] itself for
+ * primitives and the very object for objects. The dict has one extra trailing `undefined` entry,
  * the code gathers use for a missing row (an unmatched left-join row).
  */
 export function encodeDict(values: readonly unknown[], maxDistinct: number): { codes: Int32Array; dict: unknown[] } | null {
@@ -27,6 +28,8 @@ export function encodeDict(values: readonly unknown[], maxDistinct: number): { c
   for (let i = 0; i < values.length; i++) {
     const x = values[i];
     let c = ids.get(x);
+    // -0 would share 0's code (SameValueZero), and dict[code] must give back each exact value.
+    if (x === 0 && Object.is(x, -0)) return null;
     if (c === undefined) {
       if (dict.length >= maxDistinct) return null;
       ids.set(x, (c = dict.length));

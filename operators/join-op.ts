@@ -258,8 +258,23 @@ export class HashJoinOp implements Operator {
     let unmatched = false;
     for (let k = 0; k < n; k++) if (buildIdx[k] < 0) { unmatched = true; break; }
     const buildVectors = build ? build.vectors : new Map<string, Vector>();
+    const probeKeys = build ? pathVector(probe, this.probePath) : null;
     for (const [path, v] of buildVectors) {
-      if (v.kind === 'f64') {
+      if (v.kind === 'f64' && path === this.buildPath && probeKeys?.kind === 'f64') {
+        // The build key of a matched row equals the probe key: read it sequentially from the
+        // probe side instead of at random from the build side (only ±0 can differ: take those
+        // from the build side).
+        const values = new Float64Array(n);
+        let absent: Uint8Array | null = null;
+        const src = v.values, pk = probeKeys.values;
+        for (let k = 0; k < n; k++) {
+          const j = buildIdx[k];
+          if (j < 0) { (absent ??= new Uint8Array(n))[k] = 1; continue; }
+          const x = pk[probeIdx[k]];
+          values[k] = x !== 0 ? x : src[j];
+        }
+        vectors.set(buildPrefix + path, { kind: 'f64', values, absent });
+      } else if (v.kind === 'f64') {
         const values = new Float64Array(n);
         let absent: Uint8Array | null = null;
         const src = v.values, srcAbsent = v.absent;
@@ -275,15 +290,20 @@ export class HashJoinOp implements Operator {
         vectors.set(buildPrefix + path, { kind: 'f64', values, absent });
       } else {
         const values = new Array(n);
-        const src = v.values;
-        for (let k = 0; k < n; k++) { const j = buildIdx[k]; values[k] = j < 0 ? undefined : src[j]; }
         const encoded = table?.dicts.get(path);
         if (encoded) {
-          const codes = new Int32Array(n), srcCodes = encoded.codes, missing = encoded.dict.length - 1;
-          for (let k = 0; k < n; k++) { const j = buildIdx[k]; codes[k] = j < 0 ? missing : srcCodes[j]; }
-          const coded: DictVector = { kind: 'any', values, codes, dict: encoded.dict };
+          // One random read (the code) a row; the value comes from the small dictionary, which
+          // holds exactly the build values (encodeDict refuses -0, the one value SameValueZero
+          // would merge with another).
+          const codes = new Int32Array(n), srcCodes = encoded.codes, dict = encoded.dict, missing = dict.length - 1;
+          for (let k = 0; k < n; k++) { const j = buildIdx[k]; const c = j < 0 ? missing : srcCodes[j]; codes[k] = c; values[k] = dict[c]; }
+          const coded: DictVector = { kind: 'any', values, codes, dict };
           vectors.set(buildPrefix + path, coded);
-        } else vectors.set(buildPrefix + path, { kind: 'any', values });
+        } else {
+          const src = v.values;
+          for (let k = 0; k < n; k++) { const j = buildIdx[k]; values[k] = j < 0 ? undefined : src[j]; }
+          vectors.set(buildPrefix + path, { kind: 'any', values });
+        }
       }
     }
     // Presence marker of the joined row: absent for a left join without a match.
