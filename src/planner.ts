@@ -358,8 +358,9 @@ function outValue(spec: FieldSpec, v: unknown): unknown {
 
 const SAFE_KEY = /^[A-Za-z_][A-Za-z0-9_.]*$/;
 
-type RowsBuilder = (vectors: readonly Vector[], n: number) => Record<string, unknown>[];
-type RowBuilder = (vectors: readonly Vector[], i: number) => Record<string, unknown>;
+type Slow = (vectors: readonly Vector[], i: number) => Record<string, unknown>;
+type RowsBuilder = (vectors: readonly Vector[], n: number, slow: Slow) => Record<string, unknown>[];
+type RowBuilder = (vectors: readonly Vector[], i: number, slow: Slow) => Record<string, unknown>;
 type ToRows = ((b: Batch) => Record<string, unknown>[]) & { rowAt?: (b: Batch) => (i: number) => Record<string, unknown> };
 
 function rowBuilders(toRows: ToRows): Pick<PlannedQuery, 'toRows' | 'rowAt'> {
@@ -369,6 +370,17 @@ function rowBuilders(toRows: ToRows): Pick<PlannedQuery, 'toRows' | 'rowAt'> {
   };
 }
 
+const toDate = (v: unknown) => (typeof v === 'number' ? new Date(v) : v);
+
+/**
+ * Generated row builders by their source text, shared by every query with the same result
+ * schema and vector layout: a query reuses functions V8 has already optimised instead of
+ * compiling and warming up new ones (100 short queries would each run cold otherwise).
+ * Bounded: a new schema past the bound simply compiles its own.
+ */
+const builderCache = new Map<string, { many: RowsBuilder; one: RowBuilder }>();
+const BUILDER_CACHE_MAX = 256;
+
 /**
  * Rows of a join-free query through a function generated once per result schema (and per
  * vector layout): every row is one object literal with the keys in schema order, so V8 gives
@@ -377,7 +389,7 @@ function rowBuilders(toRows: ToRows): Pick<PlannedQuery, 'toRows' | 'rowAt'> {
  */
 function compiledRows(plan: readonly { path: string; spec: FieldSpec }[]): ToRows {
   const builders = new Map<string, { many: RowsBuilder; one: RowBuilder }>();
-  const slow = (vectors: readonly Vector[], i: number): Record<string, unknown> => {
+  const slow: Slow = (vectors, i) => {
     const row: Record<string, unknown> = {};
     for (let k = 0; k < plan.length; k++) {
       const v = valueAt(vectors[k], i);
@@ -407,11 +419,16 @@ function compiledRows(plan: readonly { path: string; spec: FieldSpec }[]): ToRow
       return rows;`;
     const one = `${setup.join('\n')}
       return ${row};`;
-    const toDate = (v: unknown) => (typeof v === 'number' ? new Date(v) : v);
-    return {
-      many: new Function('slow', 'outValue', `return function buildRows(vs, n) {\n${many}\n};`)(slow, toDate) as RowsBuilder,
-      one: new Function('slow', 'outValue', `return function buildRow(vs, i) {\n${one}\n};`)(slow, toDate) as RowBuilder,
-    };
+    const key = `${many}\u0000${one}`;
+    let made = builderCache.get(key);
+    if (!made) {
+      made = {
+        many: new Function('outValue', `return function buildRows(vs, n, slow) {\n${many}\n};`)(toDate) as RowsBuilder,
+        one: new Function('outValue', `return function buildRow(vs, i, slow) {\n${one}\n};`)(toDate) as RowBuilder,
+      };
+      if (builderCache.size < BUILDER_CACHE_MAX) builderCache.set(key, made);
+    }
+    return made;
   };
   const builderFor = (b: Batch) => {
     const vectors = plan.map((p) => pathVector(b, p.path));
@@ -423,12 +440,12 @@ function compiledRows(plan: readonly { path: string; spec: FieldSpec }[]): ToRow
   };
   const toRows: ToRows = (b) => {
     const { vectors, build } = builderFor(b);
-    return build.many(vectors, b.length);
+    return build.many(vectors, b.length, slow);
   };
   toRows.rowAt = (b) => {
     const { vectors, build } = builderFor(b);
     const one = build.one;
-    return (i) => one(vectors, i);
+    return (i) => one(vectors, i, slow);
   };
   return toRows;
 }
