@@ -14,6 +14,7 @@
 //   N=200000 npx tsx bench/write-path.ts        a quicker run
 //   BIG=1 BIG_N=20000000 npx tsx bench/write-path.ts     adds the 20M-row case (many minutes)
 //   CASES=get npx tsx bench/write-path.ts       only the point lookups
+//   CASES=get CACHE_MIB=256 npx tsx bench/write-path.ts   lookups with caches that hold the whole file
 //
 // Rows are orders-data.ts's seeded orders; every engine gets the same rows. Caches: 64 MiB for
 // ModelVault's buffer pool and SQLite's page cache; lmdb-js maps the file (its pages count in
@@ -31,7 +32,8 @@ import {
 const N = Number(process.env.N ?? 1_000_000);
 const GETS = Number(process.env.GETS ?? 100_000);
 const BIG_N = Number(process.env.BIG_N ?? 20_000_000);
-const CACHE_BYTES = 64 * MiB;
+/** ModelVault's buffer pool and SQLite's page cache (CACHE_MIB, default 64 MiB). */
+const CACHE_BYTES = Number(process.env.CACHE_MIB ?? 64) * MiB;
 const SQLITE = 'better-sqlite3';
 const LMDB = 'lmdb-js';
 
