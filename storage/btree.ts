@@ -11,7 +11,7 @@ import { ModelVaultError, corruptAt } from './errors.js';
 import { PAGE_HEADER_BYTES, PageType, pageBody, sealPage } from './page.js';
 import type { Pager, WriteTxn } from './pager.js';
 import type { CachedPage } from './buffer-pool.js';
-import { alignedBuffer } from './block-store.js';
+import { alignedBuffer, alignedBufferUnsafe } from './block-store.js';
 import {
   BranchView, EncodedLeaf, LeafView, MutableBranch, MutableLeaf, OverflowRef, asBuffer, branchFixedBytes, childIndexFor,
   decodeNode, entryBytes, firstAtOrAfter, lastAtOrBefore, leafFixedBytes, packRow, unpackRow,
@@ -210,7 +210,17 @@ export async function readOverflow(pager: Pager, ref: OverflowRef): Promise<Buff
  * leaf. Reads ahead: when the next leaf is not cached, up to 1 MiB of the following sibling
  * leaves is fetched in one read.
  */
-export async function* leafSlices(src: NodeSource, root: number, bounds: KeyBounds = {}): AsyncGenerator<LeafSlice> {
+export interface SliceOptions {
+  /**
+   * The caller is done with a slice's views (keys, cells, column vectors) before it pulls the
+   * next slice. Then, once the buffer pool is full, the walk reads runs of leaves into one
+   * reused buffer instead of the pool: a long scan neither evicts the pool's pages nor leaves
+   * a buffer per page for the GC, so memory stays at cacheSize however large the scan.
+   */
+  transient?: boolean;
+}
+
+export async function* leafSlices(src: NodeSource, root: number, bounds: KeyBounds = {}, opts: SliceOptions = {}): AsyncGenerator<LeafSlice> {
   if (root === 0) return;
   const reverse = bounds.reverse ?? false;
   const lower = bounds.gte ? asBuffer(bounds.gte) : bounds.gt ? asBuffer(bounds.gt) : null;
@@ -226,11 +236,17 @@ export async function* leafSlices(src: NodeSource, root: number, bounds: KeyBoun
   // page or two; a long scan reaches 1 MiB reads after a few leaves.
   const maxReadAhead = Math.max(1, Math.floor((1 << 20) / pageSize));
   let readAheadPages = 1;
+  // A write transaction's own pages are not in the file yet: only committed readers read around the pool.
+  const transient = (opts.transient ?? false) && !(src instanceof TxnSource) && src instanceof CommittedSource;
+  const maxGeneration = src instanceof CommittedSource ? src.maxGeneration : Infinity;
+  let runBuffer: Buffer | null = null;
+  /** Leaves of the last run read around the pool, valid until the next run is read. */
+  const runLeaves = new Map<number, LeafLike>();
 
   const descend = async (pageNo: number, parent: BranchLike | null, edge: boolean): Promise<LeafLike> => {
     for (;;) {
       if (stack.length > MAX_DEPTH) throw corruptAt(pageNo * pageSize, 'tree deeper than any valid tree');
-      const node = await src.nodeAsync(pageNo);
+      const node = runLeaves.get(pageNo) ?? (await src.nodeAsync(pageNo));
       if (parent) checkChild(parent, node, pageNo, pageSize);
       if (node.isLeaf) return node;
       const idx = !edge && seek ? childIndexFor(node, seek) : reverse ? node.count - 1 : 0;
@@ -241,7 +257,7 @@ export async function* leafSlices(src: NodeSource, root: number, bounds: KeyBoun
     }
   };
   const prefetchFrom = async (node: BranchLike, idx: number) => {
-    if (src.pager.pool.has(node.child(idx))) return;
+    if (runLeaves.has(node.child(idx)) || src.pager.pool.has(node.child(idx))) return;
     const pages: number[] = [];
     readAheadPages = Math.min(maxReadAhead, readAheadPages * 2);
     for (let k = 0; k < readAheadPages; k++) {
@@ -249,7 +265,32 @@ export async function* leafSlices(src: NodeSource, root: number, bounds: KeyBoun
       if (i < 0 || i >= node.count) break;
       pages.push(node.child(i));
     }
-    await src.prefetch(pages);
+    if (!transient || src.pager.pool.hasRoomFor(pages.length, pageSize)) {
+      await src.prefetch(pages);
+      return;
+    }
+    await readAround(pages);
+  };
+  /** Reads the first run of consecutive pages of `pages` (not in the pool) into the reused buffer. */
+  const readAround = async (pages: readonly number[]) => {
+    const sorted = [...pages].sort((a, b) => a - b);
+    const first = sorted.indexOf(pages[0]); // the leaf needed now; neighbours join its run
+    let lo = first, hi = first;
+    const usable = (p: number) => !src.pager.pool.has(p) && p > 0;
+    while (lo > 0 && sorted[lo - 1] === sorted[lo] - 1 && usable(sorted[lo - 1])) lo--;
+    while (hi + 1 < sorted.length && sorted[hi + 1] === sorted[hi] + 1 && usable(sorted[hi + 1])) hi++;
+    const start = sorted[lo], count = hi - lo + 1;
+    runLeaves.clear(); // the caller is past every slice of the previous run (SliceOptions.transient)
+    const buffer = (runBuffer ??= alignedBufferUnsafe(maxReadAhead * pageSize));
+    const infos = await src.pager.readRunInto(start, count, buffer, PageType.Leaf);
+    for (let k = 0; k < count; k++) {
+      const info = infos[k];
+      if (info.generation > maxGeneration) {
+        throw new ModelVaultError('ABORTED', `the file was changed by another process during this read (page ${start + k} is of generation ${info.generation}, the snapshot of ${maxGeneration}); reopen to read the new state`, { pageNo: start + k, generation: info.generation });
+      }
+      const page = buffer.subarray(k * pageSize, (k + 1) * pageSize);
+      runLeaves.set(start + k, decodeNode(asBuffer(pageBody(page, info)), info, (start + k) * pageSize) as LeafLike);
+    }
   };
 
   let leaf = await descend(root, null, false);

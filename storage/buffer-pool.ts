@@ -48,6 +48,11 @@ export class BufferPool {
     return this.cache.has(pageNo);
   }
 
+  /** Whether `pages` more pages of `pageSize` fit without evicting anything. */
+  hasRoomFor(pages: number, pageSize: number): boolean {
+    return this.cache.calculatedSize + pages * (pageSize + ENTRY_OVERHEAD_BYTES) <= this.cache.maxSize;
+  }
+
   set(pageNo: number, entry: CachedPage): void {
     this.cache.set(pageNo, entry);
   }

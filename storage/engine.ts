@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { BlockStore } from './block-store.js';
 import {
   BTreeWriter, CommittedSource, checkTree, leafSlices, treeEntries, treeGet, treeGetSync,
-  type Cell, type KeyBounds, type LeafSlice, type NodeSource,
+  type Cell, type KeyBounds, type LeafSlice, type NodeSource, type SliceOptions,
 } from './btree.js';
 import { ModelVaultError, corruptAt, ioError } from './errors.js';
 import { FileLock } from './file-lock.js';
@@ -140,9 +140,9 @@ export abstract class TreeReader {
   }
 
   /** Leaf by leaf, for scans that read column views instead of whole entries. */
-  async *slices(tree: string, bounds: KeyBounds = {}): AsyncGenerator<LeafSlice> {
+  async *slices(tree: string, bounds: KeyBounds = {}, opts: SliceOptions = {}): AsyncGenerator<LeafSlice> {
     const info = await this.treeInfo(tree);
-    if (info) yield* leafSlices(this.source, this.rootOf(tree, info), bounds);
+    if (info) yield* leafSlices(this.source, this.rootOf(tree, info), bounds, opts);
   }
 
   get nodeSource(): NodeSource { return this.source; }

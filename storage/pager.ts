@@ -13,7 +13,7 @@ import { BufferPool, type CachedPage, type CacheStats } from './buffer-pool.js';
 import { alignedBuffer, alignedBufferUnsafe, type BlockStore } from './block-store.js';
 import { ModelVaultError, corruptAt, ioError } from './errors.js';
 import { FreeSpace, type PageRange } from './free-space.js';
-import { PAGE_HEADER_BYTES, PageType, pageBody, sealPage, verifyPage } from './page.js';
+import { PAGE_HEADER_BYTES, PageType, pageBody, sealPage, verifyPage, type PageInfo } from './page.js';
 import {
   DEFAULT_PAGE_SIZE, FORMAT_VERSION, MAX_PAGE_SIZE, MIN_PAGE_SIZE, SUPERBLOCK_BYTES, SUPERBLOCK_OFFSETS,
   decodeHeader, decodeSuperblock, encodeHeader, encodeSuperblock, type Superblock,
@@ -236,6 +236,24 @@ export class Pager {
   }
 
   private readonly scratch: Buffer[] = [];
+
+  /**
+   * Reads `count` consecutive pages into the caller's `target` (reused between calls),
+   * verified but not cached: what long scans use once the pool is full, so they neither evict
+   * its pages nor leave a buffer per page behind for the GC.
+   */
+  async readRunInto(start: number, count: number, target: Buffer, expect: PageType): Promise<PageInfo[]> {
+    this.assertReadable(start);
+    this.assertReadable(start + count - 1);
+    const bytes = target.subarray(0, count * this.pageSize);
+    await this.store.readInto(start * this.pageSize, bytes);
+    this.pool.bytesRead += bytes.byteLength;
+    const infos: PageInfo[] = [];
+    for (let k = 0; k < count; k++) {
+      infos.push(verifyPage(bytes.subarray(k * this.pageSize, (k + 1) * this.pageSize), start + k, (start + k) * this.pageSize, expect));
+    }
+    return infos;
+  }
 
   /** Reads `count` consecutive pages without caching them (overflow values, spill runs). */
   async readRun(start: number, count: number, expect: PageType): Promise<Uint8Array[]> {
