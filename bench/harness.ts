@@ -3,7 +3,9 @@
 // OS page-cache controls. Nothing here is timed.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import esbuild from 'esbuild';
 import type { Cell } from '../storage/btree.js';
 
 export const MiB = 2 ** 20;
@@ -144,13 +146,26 @@ export function peakRssKiB(): number {
 }
 
 /**
- * Runs `script` (a .ts file, through the same tsx loader as this process) in its own Node
- * process, echoing its output, and resolves with the JSON it passed to `emitResult`.
+ * A .ts script bundled by esbuild into plain ESM beside it (packages stay imports), so a child
+ * runs on bare Node: then its RSS is the database's and the peers', not tsx's (its loader runs
+ * in a worker thread with its own heap, about 35 MiB). BENCH_TSX=1 runs children through tsx.
+ */
+function childEntry(file: string): string[] {
+  if (!file.endsWith('.ts') || process.env.BENCH_TSX === '1') return [...process.execArgv, file];
+  const out = path.join(path.dirname(file), `.${path.basename(file, '.ts')}.bundle.mjs`);
+  esbuild.buildSync({ entryPoints: [file], outfile: out, bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning' });
+  return [out];
+}
+
+/**
+ * Runs `script` in its own Node process (see childEntry), echoing its output, and resolves
+ * with the JSON it passed to `emitResult`.
  */
 export function runChild<T>(script: string | URL, args: readonly string[] = [], env: NodeJS.ProcessEnv = {}): Promise<T> {
   const file = script instanceof URL ? fileURLToPath(script) : script;
+  const entry = childEntry(file);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, file, ...args], {
+    const child = spawn(process.execPath, [...entry, ...args], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'inherit'],
     });

@@ -4,6 +4,7 @@
 //
 //   npx tsx bench/scan-large-file.ts                  SIZE_GB=2 RUNS=3 PASSES=3
 //   SIZE_GB=0.5 COLD=1 npx tsx bench/scan-large-file.ts
+//   TRANSIENT=0 npx tsx bench/scan-large-file.ts     every leaf through the buffer pool (the pre-transient path)
 //
 // Baseline, same run and same page-cache state: a plain fs read of the whole file in 1 MiB
 // chunks. By default the file is in the OS page cache (warm); COLD=1 evicts it before each
@@ -19,6 +20,8 @@ import {
 
 const CACHE_BYTES = 64 * MiB;
 const RSS_BUDGET_KIB = (CACHE_BYTES + 100 * MiB) / 1024;
+/** The scan reads each slice's columns before pulling the next, so it may read around the pool (TRANSIENT=0: through it). */
+const TRANSIENT = process.env.TRANSIENT !== '0';
 
 interface MeasureResult {
   openMs: number;
@@ -50,7 +53,7 @@ async function measure(m: BigFileManifest, passes: number, cold: boolean): Promi
       let rows = 0, sum = 0, leaves = 0;
       const start = performance.now();
       try {
-        for await (const { leaf, start: from, end } of snap.slices(TREE)) {
+        for await (const { leaf, start: from, end } of snap.slices(TREE, {}, { transient: TRANSIENT })) {
           if (!(leaf instanceof LeafView)) throw new Error('slices() of a snapshot should yield page views');
           const fc = leaf.column(COL_F), ic = leaf.column(COL_I);
           if (fc.kind !== 'fixed' || ic.kind !== 'fixed' || fc.width !== 8 || ic.width !== 8) throw new Error('expected 8-byte fixed columns');
