@@ -200,7 +200,10 @@ export class TableScanOp implements Operator {
       sourceBytes = 0;
       return batch;
     };
-    for await (const slice of ctx.reader.slices(this.tree, this.bounds)) {
+    // Transient: every value is copied out of a leaf (numbers into new vectors, strings into
+    // JS strings) before the next leaf is pulled, so once the pool is full the walk may read
+    // leaves around it and a scan larger than the cache neither evicts it nor makes garbage pages.
+    for await (const slice of ctx.reader.slices(this.tree, this.bounds, { transient: true })) {
       throwIfAborted(ctx.signal);
       const n = slice.end - slice.start;
       if (rows.length < n) { rows = new Uint32Array(n * 2); sel = new Uint32Array(n * 2); picked = new Uint32Array(n * 2); }
