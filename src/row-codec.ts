@@ -9,7 +9,9 @@ import { PackedRowBuilder, type PackedRow } from '../storage/btree-node.js';
 import { ModelVaultError } from '../storage/errors.js';
 import type { FieldSpec } from './types.js';
 
-const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: true });
+// copyBuffers: binary inside json/list values gets its own memory, never a view of the page
+// (a scan may read leaves into a buffer it reuses).
+const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: true, copyBuffers: true });
 /** Shared by every codec: rows are encoded one at a time, synchronously. */
 const builder = new PackedRowBuilder();
 
