@@ -250,7 +250,7 @@ export class Pager {
     this.pool.bytesRead += bytes.byteLength;
     const infos: PageInfo[] = [];
     for (let k = 0; k < count; k++) {
-      infos.push(verifyPage(bytes.subarray(k * this.pageSize, (k + 1) * this.pageSize), start + k, (start + k) * this.pageSize, expect));
+      infos.push(this.verifyRead(bytes.subarray(k * this.pageSize, (k + 1) * this.pageSize), start + k, expect));
     }
     return infos;
   }
@@ -275,14 +275,44 @@ export class Pager {
     const bodies: Uint8Array[] = [];
     for (let k = 0; k < count; k++) {
       const page = bytes.subarray(k * this.pageSize, (k + 1) * this.pageSize);
-      bodies.push(pageBody(page, verifyPage(page, start + k, (start + k) * this.pageSize, expect)));
+      bodies.push(pageBody(page, this.verifyRead(page, start + k, expect)));
     }
     return bodies;
   }
 
+  /**
+   * verifyPage, except that a read-only open whose file another process has committed to
+   * since (a newer superblock on disk) reports the failure as ABORTED: the page may have been
+   * reused and been half-written while we read it, which is not corruption.
+   */
+  private verifyRead(bytes: Uint8Array, pageNo: number, expect?: PageType): PageInfo {
+    try {
+      return verifyPage(bytes, pageNo, pageNo * this.pageSize, expect);
+    } catch (err) {
+      if (this.readOnly && err instanceof ModelVaultError && err.code === 'CORRUPT') {
+        const newest = this.newestGenerationOnDisk();
+        if (newest > this.committed.generation) {
+          throw new ModelVaultError('ABORTED', `the file was changed by another process during this read (page ${pageNo} was being rewritten; the file is at generation ${newest}, this open at ${this.committed.generation}); reopen to read the new state`, { pageNo, generation: newest }, { cause: err });
+        }
+      }
+      throw err;
+    }
+  }
+
+  private newestGenerationOnDisk(): number {
+    try {
+      const head = this.store.readSync(0, SUPERBLOCK_OFFSETS[1] + SUPERBLOCK_BYTES);
+      let newest = -1;
+      for (const at of SUPERBLOCK_OFFSETS) newest = Math.max(newest, decodeSuperblock(head.subarray(at, at + SUPERBLOCK_BYTES))?.generation ?? -1);
+      return newest;
+    } catch {
+      return -1;
+    }
+  }
+
   private admit(pageNo: number, bytes: Uint8Array, expect?: PageType): CachedPage {
     this.pool.bytesRead += bytes.byteLength;
-    const info = verifyPage(bytes, pageNo, pageNo * this.pageSize, expect);
+    const info = this.verifyRead(bytes, pageNo, expect);
     const entry: CachedPage = { bytes, info };
     this.pool.set(pageNo, entry);
     return entry;

@@ -40,7 +40,7 @@ export type LedgerRow = Infer<typeof Ledger>;
 
 export const PAGE_SIZE = 16384;
 /** Operator memory small enough that ORDER BY memo over the ledger spills several runs. */
-export const MEMORY_LIMIT = 160 * 1024;
+export const MEMORY_LIMIT = 48 * 1024;
 /** A transaction writes its modified pages out once they pass this (PagerOptions.maxDirtyBytes). */
 export const MAX_DIRTY_BYTES = 8 * PAGE_SIZE;
 export const BASE_ACCOUNTS = 120;

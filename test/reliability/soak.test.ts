@@ -19,7 +19,7 @@ const SECONDS = Math.max(12, Number(process.env.RELIABILITY_SECONDS ?? 10) * 2);
 /** Samples before this are the warm-up (buffer pool filling, JIT, V8 heap sizing); growth is measured after it. */
 const WARM_UP_MS = Math.max(5000, SECONDS * 250);
 const CACHE_SIZE = 8 << 20;
-const MEMORY_LIMIT = 1 << 20;
+const MEMORY_LIMIT = 256 << 10;
 /** Allocator noise, V8 heap slack, msgpack and buffers in flight: generous, but far below a per-operation leak over the run. */
 const MARGIN = 48 << 20;
 const STEADY_ROWS = 6000;
