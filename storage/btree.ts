@@ -271,7 +271,7 @@ export async function* leafSlices(src: NodeSource, root: number, bounds: KeyBoun
     }
     await readAround(pages);
   };
-  /** Reads the first run of consecutive pages of `pages` (not in the pool) into the reused buffer. */
+  /** Reads the run of consecutive, uncached pages of `pages` around pages[0] (the leaf needed now) into the reused buffer. */
   const readAround = async (pages: readonly number[]) => {
     const sorted = [...pages].sort((a, b) => a - b);
     const first = sorted.indexOf(pages[0]); // the leaf needed now; neighbours join its run
