@@ -24,21 +24,7 @@ export function keyImage(x: number | undefined, desc: boolean, hi: Uint32Array, 
 
 /** Key images of a Float64Array (with its absent mask) into hi/lo from `at`. */
 export function keyImages(values: Float64Array, absent: Uint8Array | null, desc: boolean, hi: Uint32Array, lo: Uint32Array, at: number): void {
-  const n = values.length;
-  const flip = desc ? 0xffffffff : 0;
-  for (let i = 0; i < n; i++) {
-    const x = values[i];
-    let h: number, l: number;
-    if (absent !== null && absent[i] !== 0) { h = 0; l = 0; }
-    else if (x !== x) { h = 0xffffffff; l = 0xffffffff; }
-    else {
-      f64[0] = x === 0 ? 0 : x;
-      h = u32[1]; l = u32[0];
-      if (h & 0x80000000) { h = ~h; l = ~l; } else h |= 0x80000000;
-    }
-    hi[at + i] = (h ^ flip) >>> 0;
-    lo[at + i] = (l ^ flip) >>> 0;
-  }
+  keyImagesStrided(values, absent, 0, 1, values.length, desc, hi, lo, at);
 }
 
 const BITS = 11;

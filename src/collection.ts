@@ -74,28 +74,29 @@ export class Collection<M extends Model = Model> {
         }
         throw err;
       };
+      // Synchronous for each row that needs no waiting; the promise of the rest otherwise.
+      const step = (row: unknown): Promise<void> | null => {
+        try {
+          const pending = writer.insertNow(row);
+          if (pending) return pending.then(() => { n++; }, failed);
+        } catch (err) {
+          failed(err);
+        }
+        n++;
+        return null;
+      };
       writer.beginBulk();
       try {
         if (Symbol.iterator in rows) {
           // Arrays and generators: no await per row, only where the writer has to wait.
           for (const row of rows as Iterable<unknown>) {
-            try {
-              const pending = writer.insertNow(row);
-              if (pending) await pending;
-            } catch (err) {
-              failed(err);
-            }
-            n++;
+            const pending = step(row);
+            if (pending) await pending;
           }
         } else {
           for await (const row of rows as AsyncIterable<unknown>) {
-            try {
-              const pending = writer.insertNow(row);
-              if (pending) await pending;
-            } catch (err) {
-              failed(err);
-            }
-            n++;
+            const pending = step(row);
+            if (pending) await pending;
           }
         }
         await writer.endBulk();
