@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect, onTestFinished } from 'vitest';
-import { Database, ModelVaultError, model, t, type ErrorCode, type OpenOptions } from '../../src/index.js';
+import { Database, ModelVaultError, model, t, type Collection, type ErrorCode, type OpenOptions } from '../../src/index.js';
 
 export const MODES = ['memory', 'file'] as const;
 export type Mode = (typeof MODES)[number];
@@ -92,6 +92,14 @@ export async function openShared(mode: Mode, opts: OpenOptions = {}): Promise<Te
       if (dir) fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A shared database (openShared, pageSize 16 KiB) with `Orders` registered and `rows` inserted. */
+export async function openOrders(mode: Mode, rows: Order[]): Promise<{ db: Database; orders: Collection<typeof Orders>; rows: Order[]; cleanup(): Promise<void> }> {
+  const { db, cleanup } = await openShared(mode, { pageSize: 16384 });
+  const orders = await db.register(Orders);
+  await orders.insertMany(rows);
+  return { db, orders, rows, cleanup };
 }
 
 /** Deterministic PRNG (mulberry32). */

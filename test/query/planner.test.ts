@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { count, sum, type Collection, type Database } from '../../src/index.js';
 import {
-  CATEGORIES, Customers, MODES, Orders, TS0, compareRows, expectCode, expectCodeSync, keyTuples, makeOrders, openShared, project,
+  CATEGORIES, Customers, MODES, Orders, TS0, compareRows, expectCode, expectCodeSync, keyTuples, makeOrders, openOrders, project,
   type Order,
 } from './helpers.js';
 
@@ -24,17 +24,12 @@ describe.each(MODES)('planner and explain() (%s)', (mode) => {
   let cleanup: () => Promise<void>;
 
   beforeAll(async () => {
-    const opened = await openShared(mode, { pageSize: 16384 });
-    db = opened.db;
-    cleanup = opened.cleanup;
-    orders = await db.register(Orders);
     // Skewed categories: cat00 holds ~80% of the rows, every other category ~1%.
-    rows = [...makeOrders({
+    ({ db, orders, rows, cleanup } = await openOrders(mode, [...makeOrders({
       count: ROWS,
       seed: 3,
       category: (_i, rnd) => (rnd() < 0.8 ? 'cat00' : CATEGORIES[1 + Math.floor(rnd() * 19)]),
-    })];
-    await orders.insertMany(rows);
+    })]));
     await db.register(Customers);
   });
   afterAll(async () => cleanup?.());

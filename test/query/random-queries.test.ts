@@ -6,7 +6,7 @@ import { filter, map } from 'ix/asynciterable/operators';
 import { toArray as ixToArray } from 'ix/asynciterable';
 import type { Collection, Condition, ConditionBuilder, Database, Query } from '../../src/index.js';
 import {
-  CATEGORIES, MODES, Orders, SOURCES, TS0, byId, collect, compareRows, evalPred, intIn, keyTuples, makeOrders, openShared, pick, prng, project,
+  CATEGORIES, MODES, Orders, SOURCES, TS0, byId, collect, compareRows, evalPred, intIn, keyTuples, makeOrders, openOrders, pick, prng, project,
   type Op, type Order, type OrderKey, type Pred,
 } from './helpers.js';
 
@@ -178,12 +178,8 @@ describe.each(MODES)('randomised queries against a plain-JS reference (%s)', (mo
   let gens: FieldGen[];
 
   beforeAll(async () => {
-    const opened = await openShared(mode, { pageSize: 16384 });
-    db = opened.db;
-    cleanup = opened.cleanup;
-    orders = await db.register(Orders);
     const generated = [...makeOrders({ count: ROWS, seed: 11, users: 60 })];
-    await orders.insertMany(generated);
+    ({ db, orders, cleanup } = await openOrders(mode, generated));
     // Some deletes and updates so the trees are not just a bulk load.
     const byKey = new Map(generated.map((r) => [r.id, r]));
     const rnd = prng(99);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { model, t, type Collection, type Database } from '../../src/index.js';
 import type { Batch, Vector } from '../../operators/batch.js';
 import { compilePredicate, compileSelector, type CmpOp, type Expr } from '../../operators/expr.js';
-import { MODES, Orders, TS0, makeOrders, openDb, openShared, prng, pick, type Order } from './helpers.js';
+import { MODES, Orders, TS0, makeOrders, openDb, openOrders, prng, pick, type Order } from './helpers.js';
 
 const byId = (a: { id: number }, b: { id: number }) => a.id - b.id;
 
@@ -79,13 +79,8 @@ describe.each(MODES)('scan and index paths (%s)', (mode) => {
   let cleanup: () => Promise<void>;
 
   beforeAll(async () => {
-    const opened = await openShared(mode, { pageSize: 16384 });
-    db = opened.db;
-    cleanup = opened.cleanup;
-    orders = await db.register(Orders);
     // One category of ~900 rows: an index range fetched as one chunk of keys.
-    rows = [...makeOrders({ count: COUNT, seed: 5, category: (i, rnd) => (rnd() < 0.15 ? 'big' : `c${i % 7}`) })];
-    await orders.insertMany(rows);
+    ({ db, orders, rows, cleanup } = await openOrders(mode, [...makeOrders({ count: COUNT, seed: 5, category: (i, rnd) => (rnd() < 0.15 ? 'big' : `c${i % 7}`) })]));
   });
   afterAll(async () => cleanup?.());
 

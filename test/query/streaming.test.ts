@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelVaultError, type Collection, type Database } from '../../src/index.js';
-import { MODES, Orders, collect, expectCode, makeOrders, openDb, openShared, type Order } from './helpers.js';
+import { MODES, Orders, collect, expectCode, makeOrders, openDb, openOrders, openShared, type Order } from './helpers.js';
 
 const LARGE = 30_000;
 
@@ -23,12 +23,7 @@ describe.each(MODES)('streaming over a large collection (%s)', (mode) => {
   let cleanup: () => Promise<void>;
 
   beforeAll(async () => {
-    const opened = await openShared(mode, { pageSize: 16384 });
-    db = opened.db;
-    cleanup = opened.cleanup;
-    orders = await db.register(Orders);
-    rows = [...makeOrders({ count: LARGE, seed: 21 })];
-    await orders.insertMany(rows);
+    ({ db, orders, rows, cleanup } = await openOrders(mode, [...makeOrders({ count: LARGE, seed: 21 })]));
   });
   afterAll(async () => cleanup?.());
 
