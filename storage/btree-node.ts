@@ -312,62 +312,72 @@ export type ColumnView = FixedColumn | VariableColumn;
 
 export const bitSet = (bitmap: Uint8Array | null, i: number): boolean => bitmap !== null && (bitmap[i >> 3] & (1 << (i & 7))) !== 0;
 
-/** A leaf decoded in place: only offsets are parsed; keys and cells are views. */
+/**
+ * A leaf decoded in place: only the key offsets and the column section bounds are parsed;
+ * a column's views are made (and checked) the first time it is read, so a scan or a point
+ * get that needs two columns of ten builds two columns' views, not ten.
+ */
 export class LeafView implements LeafLike {
   readonly isLeaf = true as const;
   readonly count: number;
   readonly columns: number;
   private readonly keyOffsets: Uint32Array;
   private readonly keyBase: number;
-  private readonly columnViews: ColumnView[] = [];
+  /** Per column: the body offset of its descriptor and of its section's end. */
+  private readonly sections: Uint32Array;
+  private readonly columnViews: (ColumnView | undefined)[];
 
-  constructor(readonly body: Buffer, offset: number) {
+  constructor(readonly body: Buffer, private readonly offset: number) {
     if (body.byteLength < LEAF_HEADER_BYTES) throw corruptAt(offset, 'leaf too short');
     if (body.byteOffset % 8 !== 0) throw new Error('internal: leaf body is not 8-byte aligned');
     this.count = body.readUInt16LE(0);
     this.columns = body.readUInt16LE(2);
     const end = body.byteLength;
     let at = LEAF_HEADER_BYTES;
-    const need = (n: number, what: string) => {
-      if (n < 0 || at + n > end) throw corruptAt(offset + at, `leaf ${what} runs past the page`);
-    };
-    need(4 * (this.count + 1), 'key offsets');
+    if (at + 4 * (this.count + 1) > end) throw corruptAt(offset + at, 'leaf key offsets run past the page');
     this.keyOffsets = new Uint32Array(body.buffer, body.byteOffset + at, this.count + 1);
     at += 4 * (this.count + 1);
     this.keyBase = at;
     checkOffsets(this.keyOffsets, end - at, offset + at, 'key');
     at = pad8(at + this.keyOffsets[this.count]);
+    this.sections = new Uint32Array(2 * this.columns);
     for (let c = 0; c < this.columns; c++) {
-      need(COLUMN_DESCRIPTOR_BYTES, 'column descriptor');
-      const kind = body[at], flags = body[at + 1], width = body.readUInt16LE(at + 2);
-      const sectionBytes = body.readUInt32LE(at + 4);
-      at += COLUMN_DESCRIPTOR_BYTES;
-      need(sectionBytes, 'column');
-      const sectionEnd = at + sectionBytes;
-      let p = at;
-      const bitmap = () => {
-        const bytes = bitmapBytes(this.count);
-        if (p + bytes > sectionEnd) throw corruptAt(offset + p, 'leaf column bitmap runs past its section');
-        const view = body.subarray(p, p + bytes);
-        p += bytes;
-        return view;
-      };
-      const absent = flags & FLAG_ABSENT ? bitmap() : null;
-      if (kind === KIND_FIXED) {
-        if (p + this.count * width > sectionEnd) throw corruptAt(offset + p, 'fixed column runs past its section');
-        this.columnViews.push({ kind: 'fixed', width, data: body.subarray(p, p + this.count * width), absent });
-      } else if (kind === KIND_VARIABLE) {
-        const overflow = flags & FLAG_OVERFLOW ? bitmap() : null;
-        if (p + 4 * (this.count + 1) > sectionEnd) throw corruptAt(offset + p, 'column offsets run past their section');
-        const offsets = new Uint32Array(body.buffer, body.byteOffset + p, this.count + 1);
-        p += 4 * (this.count + 1);
-        checkOffsets(offsets, sectionEnd - p, offset + p, 'cell');
-        this.columnViews.push({ kind: 'variable', offsets, data: body.subarray(p, p + offsets[this.count]), absent, overflow });
-      } else {
-        throw corruptAt(offset + at, `unknown column kind ${kind}`);
-      }
+      if (at + COLUMN_DESCRIPTOR_BYTES > end) throw corruptAt(offset + at, 'leaf column descriptor runs past the page');
+      const sectionEnd = at + COLUMN_DESCRIPTOR_BYTES + body.readUInt32LE(at + 4);
+      if (sectionEnd > end) throw corruptAt(offset + at + COLUMN_DESCRIPTOR_BYTES, 'leaf column runs past the page');
+      this.sections[2 * c] = at;
+      this.sections[2 * c + 1] = sectionEnd;
       at = sectionEnd;
     }
+    this.columnViews = new Array(this.columns);
+  }
+
+  private decodeColumn(c: number): ColumnView {
+    const body = this.body, count = this.count, offset = this.offset;
+    const at = this.sections[2 * c], sectionEnd = this.sections[2 * c + 1];
+    const kind = body[at], flags = body[at + 1], width = body.readUInt16LE(at + 2);
+    let p = at + COLUMN_DESCRIPTOR_BYTES;
+    const bitmap = () => {
+      const bytes = bitmapBytes(count);
+      if (p + bytes > sectionEnd) throw corruptAt(offset + p, 'leaf column bitmap runs past its section');
+      const view = body.subarray(p, p + bytes);
+      p += bytes;
+      return view;
+    };
+    const absent = flags & FLAG_ABSENT ? bitmap() : null;
+    if (kind === KIND_FIXED) {
+      if (p + count * width > sectionEnd) throw corruptAt(offset + p, 'fixed column runs past its section');
+      return { kind: 'fixed', width, data: body.subarray(p, p + count * width), absent };
+    }
+    if (kind === KIND_VARIABLE) {
+      const overflow = flags & FLAG_OVERFLOW ? bitmap() : null;
+      if (p + 4 * (count + 1) > sectionEnd) throw corruptAt(offset + p, 'column offsets run past their section');
+      const offsets = new Uint32Array(body.buffer, body.byteOffset + p, count + 1);
+      p += 4 * (count + 1);
+      checkOffsets(offsets, sectionEnd - p, offset + p, 'cell');
+      return { kind: 'variable', offsets, data: body.subarray(p, p + offsets[count]), absent, overflow };
+    }
+    throw corruptAt(offset + at, `unknown column kind ${kind}`);
   }
 
   compareKey(i: number, key: Buffer): number {
@@ -384,12 +394,12 @@ export class LeafView implements LeafLike {
   }
 
   column(c: number): ColumnView {
-    return this.columnViews[c];
+    return this.columnViews[c] ??= this.decodeColumn(c);
   }
 
   cell(i: number, c: number): StoredCell {
     if (c >= this.columns) return null; // a column added after this leaf was written
-    const col = this.columnViews[c];
+    const col = this.column(c);
     if (bitSet(col.absent, i)) return null;
     if (col.kind === 'fixed') return asBuffer(col.data.subarray(i * col.width, (i + 1) * col.width));
     const bytes = col.data.subarray(col.offsets[i], col.offsets[i + 1]);

@@ -102,8 +102,11 @@ function ensure(cond: boolean, what: string): void {
   if (!cond) throw new Error(`decoder returned a malformed result: ${what}`);
 }
 
-/** Uses every part of a decoded node, as a tree walk would. */
-function exercise(node: NodeLike): void {
+/**
+ * Uses every part of a decoded node, as a tree walk would. Part of decoding: a leaf checks a
+ * column's layout when the column is first read, so a damaged column is a CORRUPT error then.
+ */
+function exercise<N extends NodeLike>(node: N): N {
   if (node.isLeaf) {
     const leaf = node as LeafView;
     for (let i = 0; i < leaf.count; i++) {
@@ -120,6 +123,7 @@ function exercise(node: NodeLike): void {
       ensure(Number.isInteger(branch.child(i)), 'child page number');
     }
   }
+  return node;
 }
 
 // ── valid samples ─────────────────────────────────────────────────────────────
@@ -285,16 +289,16 @@ function properties(s: Samples): [string, fc.IPropertyWithHooks<any>][] {
         const info = verifyPage(page, pageNo, pageNo * PAGE_SIZE);
         const body = aligned(page).subarray(PAGE_HEADER_BYTES, PAGE_HEADER_BYTES + info.bodyLength);
         if (info.type !== PageType.Leaf && info.type !== PageType.Branch) return null;
-        return decodeNode(body, info, pageNo * PAGE_SIZE);
-      }, (node) => { if (node) exercise(node); }))],
+        return exercise(decodeNode(body, info, pageNo * PAGE_SIZE));
+      }))],
     ['decodeNode (mutated leaf and branch bodies)', fc.property(nodeArb, ({ body, info }) =>
-      expectDecoded(CORRUPT, () => decodeNode(aligned(body), info, 0), exercise))],
+      expectDecoded(CORRUPT, () => exercise(decodeNode(aligned(body), info, 0))))],
     ['decodeNode (random bodies)', fc.property(randomNodeArb, ({ body, info }) =>
-      expectDecoded(CORRUPT, () => decodeNode(aligned(body), info, 0), exercise))],
+      expectDecoded(CORRUPT, () => exercise(decodeNode(aligned(body), info, 0))))],
     ['LeafView', fc.property(bytesFrom(s.nodeBodies.filter((n) => n.info.type === PageType.Leaf).map((n) => n.body), { maxRandom: 1024 }), (b) =>
-      expectDecoded(CORRUPT, () => new LeafView(aligned(b), 0), exercise))],
+      expectDecoded(CORRUPT, () => exercise(new LeafView(aligned(b), 0))))],
     ['BranchView', fc.property(bytesFrom(s.nodeBodies.filter((n) => n.info.type === PageType.Branch).map((n) => n.body), { maxRandom: 1024 }), (b) =>
-      expectDecoded(CORRUPT, () => new BranchView(aligned(b), 0), exercise))],
+      expectDecoded(CORRUPT, () => exercise(new BranchView(aligned(b), 0))))],
     ['catalog decodeMeta', fc.property(bytesFrom(s.metas), (b) =>
       expectDecoded(CORRUPT, () => decodeMeta(b, 'everything'), (m) => ensure(typeof m.name === 'string' && Array.isArray(m.columns), 'meta shape')))],
     ['catalog decodeMeta → CollectionLayout (a collection opened from a damaged catalog entry)', fc.property(bytesFrom(s.metas), (b) =>
