@@ -26,7 +26,8 @@ export interface CollectionMeta {
   readonly rowsTree: string;
 }
 
-const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: true });
+// copyBuffers: a decoded catalog entry (a bytes default value) outlives the page it came from.
+const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: true, copyBuffers: true });
 const META_PREFIX = 'collection:';
 
 export const metaName = (collection: string) => `${META_PREFIX}${collection}`;

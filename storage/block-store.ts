@@ -11,6 +11,8 @@ export interface BlockStore {
   readInto(offset: number, target: Uint8Array): Promise<void>;
   /** Synchronous read for point lookups (2-12 µs on a warm page cache versus ~40 µs for a promise read). */
   readSync(offset: number, length: number): Uint8Array;
+  /** Synchronous `readInto`. */
+  readIntoSync(offset: number, target: Uint8Array): void;
   write(offset: number, data: Uint8Array): Promise<void>;
   /** Makes every completed write durable. */
   sync(): Promise<void>;

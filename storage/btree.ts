@@ -47,6 +47,8 @@ export interface NodeSource {
   nodeAsync(pageNo: number): Promise<NodeLike>;
   /** Reads ahead pages that will be needed soon. */
   prefetch(pageNos: readonly number[]): Promise<void>;
+  /** `node`, read around a full pool into `scratch`: valid until the next call with it (see CommittedSource). */
+  nodeAround(pageNo: number, scratch: Buffer): NodeLike;
 }
 
 /**
@@ -67,14 +69,33 @@ export class CommittedSource implements NodeSource {
   }
 
   private decoded(pageNo: number, entry: CachedPage): NodeLike {
-    if (entry.info.generation > this.maxGeneration) {
-      throw new ModelVaultError('ABORTED', `the file was changed by another process during this read (page ${pageNo} is of generation ${entry.info.generation}, the snapshot of ${this.maxGeneration}); reopen to read the new state`, { pageNo, generation: entry.info.generation });
-    }
+    this.checkGeneration(pageNo, entry.info.generation);
     return (entry.decoded ??= decodeNode(asBuffer(pageBody(entry.bytes, entry.info)), entry.info, pageNo * this.pager.pageSize)) as NodeLike;
   }
 
   prefetch(pageNos: readonly number[]): Promise<void> {
     return this.pager.prefetch(pageNos);
+  }
+
+  /**
+   * A node for a caller done with it before its next call with the same `scratch` buffer (a
+   * page's size): from the pool when cached or when the pool has room, otherwise read into
+   * `scratch` synchronously, verified and decoded without entering the pool, so scattered
+   * reads once the pool is full neither evict its pages nor leave a buffer each for the GC.
+   */
+  nodeAround(pageNo: number, scratch: Buffer): NodeLike {
+    const pool = this.pager.pool;
+    if (pool.has(pageNo) || pool.hasRoomFor(1, this.pager.pageSize)) return this.node(pageNo);
+    const info = this.pager.readPageAroundSync(pageNo, scratch);
+    this.checkGeneration(pageNo, info.generation);
+    return decodeNode(asBuffer(pageBody(scratch, info)), info, pageNo * this.pager.pageSize);
+  }
+
+  /** @internal A page written after the snapshot: another process reused it under this read-only open. */
+  checkGeneration(pageNo: number, generation: number): void {
+    if (generation > this.maxGeneration) {
+      throw new ModelVaultError('ABORTED', `the file was changed by another process during this read (page ${pageNo} is of generation ${generation}, the snapshot of ${this.maxGeneration}); reopen to read the new state`, { pageNo, generation });
+    }
   }
 }
 
@@ -92,6 +113,9 @@ export class TxnSource extends CommittedSource {
   private dirtyNode(pageNo: number): NodeLike | undefined {
     const dirty = this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | EncodedLeaf | undefined;
     return dirty instanceof EncodedLeaf ? dirty.view : dirty;
+  }
+  override nodeAround(pageNo: number, scratch: Buffer): NodeLike {
+    return this.dirtyNode(pageNo) ?? super.nodeAround(pageNo, scratch);
   }
   /** Modified pages are not in the file yet (or hold stale bytes there): never read them ahead. */
   override prefetch(pageNos: readonly number[]): Promise<void> {
@@ -238,7 +262,6 @@ export async function* leafSlices(src: NodeSource, root: number, bounds: KeyBoun
   let readAheadPages = 1;
   // A write transaction's own pages are not in the file yet: only committed readers read around the pool.
   const transient = (opts.transient ?? false) && !(src instanceof TxnSource) && src instanceof CommittedSource;
-  const maxGeneration = src instanceof CommittedSource ? src.maxGeneration : Infinity;
   let runBuffer: Buffer | null = null;
   /** Leaves of the last run read around the pool, valid until the next run is read. */
   const runLeaves = new Map<number, LeafLike>();
@@ -285,9 +308,7 @@ export async function* leafSlices(src: NodeSource, root: number, bounds: KeyBoun
     const infos = await src.pager.readRunInto(start, count, buffer, PageType.Leaf);
     for (let k = 0; k < count; k++) {
       const info = infos[k];
-      if (info.generation > maxGeneration) {
-        throw new ModelVaultError('ABORTED', `the file was changed by another process during this read (page ${start + k} is of generation ${info.generation}, the snapshot of ${maxGeneration}); reopen to read the new state`, { pageNo: start + k, generation: info.generation });
-      }
+      (src as CommittedSource).checkGeneration(start + k, info.generation);
       const page = buffer.subarray(k * pageSize, (k + 1) * pageSize);
       runLeaves.set(start + k, decodeNode(asBuffer(pageBody(page, info)), info, (start + k) * pageSize) as LeafLike);
     }

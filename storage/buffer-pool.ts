@@ -1,7 +1,21 @@
 // The buffer pool: verified pages (and what the B+tree decoded from them) keyed by page
 // number, bounded by `cacheSize` bytes through lru-cache. Committed pages are immutable, so a
 // clean page can be evicted at any time; a transaction's unwritten pages never live here.
+//
+// Page buffers are recycled: a buffer leaving the pool goes to the next page read instead of
+// to the garbage collector (a fresh 64 KiB buffer costs page faults, and a stream of them
+// costs GC pauses). Whoever was handed the page before may still read it, though — a scan's
+// leaf views, a cell being decoded — so a buffer is reused only after every reader that was
+// running when it left the pool has finished (a grace period, as in RCU). Until then it waits
+// in quarantine. Readers are the pinned snapshots and the write transaction; synchronous
+// unpinned reads (point gets) finish before anything else runs, so they need no grace.
+//
+// Invariants:
+// (1) A buffer is handed out for reuse only when no reader that began before it left the
+//     pool is still running.
+// (2) Buffers waiting or spare never exceed a quarter of cacheSize; beyond that they go to the GC.
 import { LRUCache } from 'lru-cache';
+import { alignedBufferUnsafe } from './block-store.js';
 import type { PageInfo } from './page.js';
 
 export interface CachedPage {
@@ -19,6 +33,8 @@ export interface CacheStats {
   /** Bytes the pool holds now. */
   bytes: number;
   maxBytes: number;
+  /** Page reads that reused a buffer that had left the pool. */
+  buffersReused: number;
 }
 
 const ENTRY_OVERHEAD_BYTES = 256;
@@ -28,12 +44,22 @@ export class BufferPool {
   hits = 0;
   misses = 0;
   bytesRead = 0;
+  buffersReused = 0;
+  /** Buffers that left the pool, with the reader clock at that moment, oldest first. */
+  private readonly quarantine: { buffer: Buffer; clock: number }[] = [];
+  private readonly spare: Buffer[] = [];
+  private readonly maxRecycled: number;
+  /** Start clock of every running reader; a Set iterates in insertion order, so the first is the oldest. */
+  private readonly readers = new Set<number>();
+  private clock = 0;
 
-  constructor(readonly maxBytes: number) {
+  constructor(readonly maxBytes: number, readonly pageSize: number) {
     this.cache = new LRUCache<number, CachedPage>({
       maxSize: Math.max(maxBytes, 1 << 20),
       sizeCalculation: (entry) => entry.bytes.byteLength + ENTRY_OVERHEAD_BYTES,
+      dispose: (entry) => this.retire(entry.bytes),
     });
+    this.maxRecycled = Math.max(16, Math.floor(Math.max(maxBytes, 1 << 20) / 4 / pageSize));
   }
 
   get(pageNo: number): CachedPage | undefined {
@@ -65,7 +91,39 @@ export class BufferPool {
     this.cache.clear();
   }
 
+  /** A reader begins: buffers leaving the pool from now on wait for it. Returns its token for `endRead`. */
+  beginRead(): number {
+    const start = ++this.clock;
+    this.readers.add(start);
+    return start;
+  }
+
+  endRead(token: number): void {
+    this.readers.delete(token);
+  }
+
+  /** A page-sized buffer for a page about to be read: a recycled one when any is free, else a new one. */
+  pageBuffer(): Buffer {
+    const oldest = this.readers.size === 0 ? Infinity : (this.readers.values().next().value as number);
+    while (this.quarantine.length > 0 && this.quarantine[0].clock < oldest) this.spare.push(this.quarantine.shift()!.buffer);
+    const reused = this.spare.pop();
+    if (reused) {
+      this.buffersReused++;
+      return reused;
+    }
+    return alignedBufferUnsafe(this.pageSize);
+  }
+
+  private retire(bytes: Uint8Array): void {
+    // Only whole page buffers the pool owns: never a view into a larger allocation.
+    if (bytes.byteLength !== this.pageSize || bytes.byteOffset !== 0 || bytes.buffer.byteLength !== this.pageSize) return;
+    if (this.quarantine.length + this.spare.length >= this.maxRecycled) return;
+    const buffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, 0, bytes.byteLength);
+    if (this.readers.size === 0) this.spare.push(buffer);
+    else this.quarantine.push({ buffer, clock: this.clock });
+  }
+
   stats(): CacheStats {
-    return { hits: this.hits, misses: this.misses, bytesRead: this.bytesRead, bytes: this.cache.calculatedSize, maxBytes: this.maxBytes };
+    return { hits: this.hits, misses: this.misses, bytesRead: this.bytesRead, bytes: this.cache.calculatedSize, maxBytes: this.maxBytes, buffersReused: this.buffersReused };
   }
 }

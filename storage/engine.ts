@@ -54,7 +54,7 @@ export interface StorageStats {
   commits: number;
   pagesWritten: number;
   bytesWritten: number;
-  cache: { hits: number; misses: number; bytes: number; bytesRead: number; maxBytes: number };
+  cache: { hits: number; misses: number; bytes: number; bytesRead: number; maxBytes: number; buffersReused: number };
   spill: { pagesInUse: number; pagesAllocated: number; runsWritten: number; bytesWritten: number };
   snapshots: number;
 }
@@ -552,7 +552,7 @@ export class StorageEngine {
       commits: pager.stats.commits,
       pagesWritten: pager.stats.pagesWritten,
       bytesWritten: pager.stats.bytesWritten,
-      cache: { hits: cache.hits, misses: cache.misses, bytes: cache.bytes, bytesRead: cache.bytesRead, maxBytes: cache.maxBytes },
+      cache: { hits: cache.hits, misses: cache.misses, bytes: cache.bytes, bytesRead: cache.bytesRead, maxBytes: cache.maxBytes, buffersReused: cache.buffersReused },
       spill: { pagesInUse: pager.spillPagesInUse, pagesAllocated: pager.stats.spillPagesAllocated, runsWritten: this.spill.runsWritten, bytesWritten: this.spill.bytesWritten },
       snapshots: pager.pinnedSnapshots,
     };

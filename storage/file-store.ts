@@ -30,18 +30,23 @@ export class FileStore implements BlockStore {
 
   readSync(offset: number, length: number): Uint8Array {
     const out = alignedBufferUnsafe(length);
+    this.readIntoSync(offset, out);
+    return out;
+  }
+
+  readIntoSync(offset: number, target: Uint8Array): void {
+    const length = target.byteLength;
     let done = 0;
     try {
       while (done < length) {
-        const n = fs.readSync(this.handle.fd, out, done, length - done, offset + done);
+        const n = fs.readSync(this.handle.fd, target, done, length - done, offset + done);
         if (n === 0) break; // past the end: zero-filled below
         done += n;
       }
     } catch (err) {
       throw ioError('read', err);
     }
-    if (done < length) out.fill(0, done);
-    return out;
+    if (done < length) target.fill(0, done);
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {

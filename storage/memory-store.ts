@@ -26,6 +26,10 @@ export class MemoryStore implements BlockStore {
   }
 
   async readInto(offset: number, target: Uint8Array): Promise<void> {
+    this.readIntoSync(offset, target);
+  }
+
+  readIntoSync(offset: number, target: Uint8Array): void {
     const end = Math.min(offset + target.byteLength, this.length);
     const n = Math.max(0, end - offset);
     if (n > 0) target.set(this.buf.subarray(offset, end), 0);

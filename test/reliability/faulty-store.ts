@@ -97,6 +97,11 @@ export class FaultyStore implements BlockStore {
     return this.inner.readSync(offset, length);
   }
 
+  readIntoSync(offset: number, target: Uint8Array): void {
+    if (this.shouldFail('read')) throw eio('read');
+    this.inner.readIntoSync(offset, target);
+  }
+
   async read(offset: number, length: number): Promise<Uint8Array> {
     if (this.shouldFail('read')) throw eio('read');
     return this.inner.read(offset, length);
