@@ -9,6 +9,7 @@
 // LRU buffer pool smaller than the range still holds the leaves the previous sweep touched
 // last instead of evicting each one just before it is needed again.
 import { LeafView, OverflowRef, childIndexFor, firstAtOrAfter, type BranchLike, type LeafLike } from '../storage/btree-node.js';
+import { alignedBufferUnsafe } from '../storage/block-store.js';
 import { readOverflow, type KeyBounds, type NodeSource } from '../storage/btree.js';
 import { ModelVaultError } from '../storage/errors.js';
 import { keySuffix } from '../storage/keys.js';
@@ -174,9 +175,17 @@ export class IndexScanOp implements Operator {
       pages[s] = page;
       if (page !== lastPage) { distinct.push(page); lastPage = page; }
     }
+    // Missing leaves: from the OS page cache, synchronous reads (a few µs each, with a yield to
+    // the event loop every so often) into one reused buffer once the pool is full, like a
+    // table scan's; from a disk, read-ahead of a window at a time into the pool, reads in
+    // flight together (see Pager.syncReadsAreFast). Every 32nd window is read synchronously
+    // again, so the choice follows the cache as it warms.
     const READ_AHEAD = 16;
     let readAheadTo = 0;
     let d = -1;
+    let windows = 0;
+    let readAround = true;
+    let scratch: Buffer | null = null;
 
     let leaf: LeafLike | null = null;
     lastPage = -1;
@@ -188,10 +197,13 @@ export class IndexScanOp implements Operator {
         d++;
         if (d >= readAheadTo - READ_AHEAD / 2 && readAheadTo < distinct.length) {
           const to = Math.min(distinct.length, Math.max(readAheadTo, d) + READ_AHEAD);
-          await src.prefetch(distinct.slice(Math.max(readAheadTo, d), to));
+          readAround = src.pager.syncReadsAreFast || ++windows % 32 === 0;
+          if (readAround) await yieldToEventLoop();
+          else await src.prefetch(distinct.slice(Math.max(readAheadTo, d), to));
           readAheadTo = to;
         }
-        leaf = src.node(lastPage) as LeafLike;
+        // Each leaf is done with before the next is read: misses may be read around a full pool.
+        leaf = (readAround ? src.nodeAround(lastPage, (scratch ??= alignedBufferUnsafe(src.pager.pageSize))) : src.node(lastPage)) as LeafLike;
         if (!leaf.isLeaf) throw new ModelVaultError('CORRUPT', 'a branch where a leaf was expected', { offset: lastPage * src.pager.pageSize });
         bind(leaf);
       }
@@ -276,6 +288,8 @@ function sortKeys(keyBytes: Buffer, keyEnds: Uint32Array, count: number): Uint32
   }
   return order;
 }
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 // How fetch() reads a column from the current leaf.
 const CELL = 0, F64 = 1, UTF8_VAR = 2, UTF8_FIXED = 3, ABSENT = 4;
