@@ -4,7 +4,7 @@
 // a full pool (`nodeAround`) are exact and leave the pool as it was.
 import { describe, expect, it } from 'vitest';
 import { BufferPool } from '../../storage/buffer-pool.js';
-import type { LeafLike } from '../../storage/btree.js';
+import type { LeafLike } from '../../storage/btree-node.js';
 import { StorageEngine } from '../../storage/engine.js';
 import { PageType } from '../../storage/page.js';
 import { MODES, openEngine, u32Key } from '../helpers/storage.js';
