@@ -127,10 +127,12 @@ export class CollectionWriter {
     const key = this.layout.rowKey(row);
     const indexKeys = this.indexKeys(row); // encoded and size-checked before the first change
     this.rows.checkKey(key);
-    const packed = this.layout.codec.encodePacked(row);
+    const scratch = this.layout.codec.encodeScratch(row);
     let result: PutResult | null;
     try {
-      result = this.rows.putPackedSync(key, packed, 'insert');
+      // Keys in ascending order (a load by primary key) append to the rightmost leaf; others
+      // take the general path with their own copy of the packed row.
+      result = this.rows.appendPackedSync(key, scratch) ? 'inserted' : this.rows.putPackedSync(key, Buffer.from(scratch), 'insert');
       if (result === 'inserted') {
         if (this.pending) return this.deferIndexEntries(indexKeys);
         this.addIndexEntriesSync(indexKeys);

@@ -177,6 +177,12 @@ export class RowCodec {
 
   /** `packRow(encode(row))` in one pass and one allocation (the write path's fast form). */
   encodePacked(row: Record<string, unknown>): PackedRow {
+    this.encodeScratch(row);
+    return builder.finish();
+  }
+
+  /** `encodePacked` into a shared scratch buffer, valid until the next encode: no allocation. */
+  encodeScratch(row: Record<string, unknown>): PackedRow {
     const b = builder;
     const fields = this.fieldNames, kinds = this.encodeKinds;
     b.begin(fields.length);
@@ -191,7 +197,7 @@ export class RowCodec {
         default: this.columns[i].encodeInto(b, v);
       }
     }
-    return b.finish();
+    return b.current();
   }
 
   decode(cells: readonly Cell[]): Record<string, unknown> {

@@ -168,6 +168,11 @@ export class PackedRowBuilder {
     this.at += 4 + v.byteLength;
   }
 
+  /** The row built so far, in the scratch buffer: valid until the next `begin`. */
+  current(): PackedRow {
+    return this.scratch.subarray(0, this.at);
+  }
+
   finish(): PackedRow {
     const out = Buffer.allocUnsafe(this.at);
     copyBytes(this.scratch, 0, out, 0, this.at);
@@ -674,6 +679,188 @@ function writeBitmap(out: Buffer, at: number, n: number, isSet: (i: number) => b
   out.fill(0, at, at + bytes);
   for (let i = 0; i < n; i++) if (isSet(i)) out[at + (i >> 3)] |= 1 << (i & 7);
   return at + bytes;
+}
+
+/**
+ * The cell count of a packed row, or -1 when it holds an overflow reference (a row only the
+ * general leaf form stores).
+ */
+export function plainCellCount(row: Uint8Array): number {
+  const n = row[0] | (row[1] << 8);
+  let at = 2;
+  for (let c = 0; c < n; c++) {
+    const len = (row[at] | (row[at + 1] << 8) | (row[at + 2] << 16) | (row[at + 3] << 24)) >>> 0;
+    if (len === PACKED_OVERFLOW) return -1;
+    at += 4 + (len === PACKED_ABSENT ? 0 : len);
+  }
+  return n;
+}
+
+/** Bytes appended one after the other, with the end offset of each item. */
+class ByteRun {
+  data: Buffer;
+  used = 0;
+  ends: Uint32Array;
+
+  constructor(bytes: number, items: number) {
+    this.data = Buffer.allocUnsafe(Math.max(64, bytes));
+    this.ends = new Uint32Array(Math.max(16, items));
+  }
+
+  start(i: number): number { return i === 0 ? 0 : this.ends[i - 1]; }
+
+  /** Appends `len` bytes of `src` at `from` as item i. */
+  push(i: number, src: Uint8Array, from: number, len: number): void {
+    if (this.used + len > this.data.byteLength) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * this.data.byteLength, this.used + len));
+      this.data.copy(grown, 0, 0, this.used);
+      this.data = grown;
+    }
+    if (i >= this.ends.length) {
+      const grown = new Uint32Array(2 * this.ends.length);
+      grown.set(this.ends);
+      this.ends = grown;
+    }
+    copyBytes(src as Buffer, from, this.data, this.used, len);
+    this.used += len;
+    this.ends[i] = this.used;
+  }
+}
+
+const WIDTH_NONE = -1, WIDTH_MIXED = -2;
+
+/**
+ * The rightmost leaf of a tree being loaded in key order, built column by column: an appended
+ * entry's key and cells are copied onto the ends of per-column byte runs (no object per
+ * entry, no search, no splice), and encoding the page is one copy per column. It encodes to
+ * exactly the bytes a MutableLeaf with the same entries would. Holds no overflow references;
+ * any other change to it goes through a MutableLeaf copy.
+ */
+export class AppendLeaf implements LeafLike, DirtyPage {
+  readonly isLeaf = true as const;
+  readonly pageType = PageType.Leaf;
+  count = 0;
+  /** Upper bound of the encoded body size, as MutableLeaf.bytes. */
+  bytes: number;
+  private readonly keys: ByteRun;
+  private readonly cells: ByteRun[];
+  /** Per column: bit i set = entry i's cell is absent; null while none is. */
+  private readonly absent: (Uint8Array | null)[];
+  /** Per column: the width every present cell has so far (WIDTH_NONE, WIDTH_MIXED). */
+  private readonly widths: Int32Array;
+
+  /** `like`: an earlier leaf of the same load, whose sizes the new one starts with. */
+  constructor(readonly columns: number, like?: AppendLeaf) {
+    this.bytes = leafFixedBytes(columns);
+    const items = like ? like.count + 1 : 64;
+    this.keys = new ByteRun(like ? like.keys.used : 1024, items);
+    this.cells = Array.from({ length: columns }, (_, c) => new ByteRun(like ? like.cells[c].used : 1024, items));
+    this.absent = new Array(columns).fill(null);
+    this.widths = new Int32Array(columns).fill(WIDTH_NONE);
+  }
+
+  /** Appends an entry above every key it holds; `row` has `columns` cells and no overflow (plainCellCount). */
+  append(key: Uint8Array, row: PackedRow): void {
+    const i = this.count;
+    this.keys.push(i, key, 0, key.byteLength);
+    let at = 2;
+    for (let c = 0; c < this.columns; c++) {
+      const len = (row[at] | (row[at + 1] << 8) | (row[at + 2] << 16) | (row[at + 3] << 24)) >>> 0;
+      at += 4;
+      const run = this.cells[c];
+      if (len === PACKED_ABSENT) {
+        run.push(i, row, at, 0);
+        let bits = this.absent[c];
+        if (bits === null || bits.byteLength <= i >> 3) {
+          const grown = new Uint8Array(Math.max(16, 2 * ((i >> 3) + 1)));
+          if (bits !== null) grown.set(bits);
+          this.absent[c] = bits = grown;
+        }
+        bits[i >> 3] |= 1 << (i & 7);
+        continue;
+      }
+      run.push(i, row, at, len);
+      at += len;
+      const w = this.widths[c];
+      if (w === WIDTH_NONE) this.widths[c] = len;
+      else if (w !== len) this.widths[c] = WIDTH_MIXED;
+    }
+    this.count = i + 1;
+    this.bytes += entryBytes(key, row);
+  }
+
+  compareKey(i: number, key: Buffer): number {
+    return compareBytes(this.keys.data, this.keys.start(i), this.keys.ends[i], key);
+  }
+
+  key(i: number): Buffer {
+    return this.keys.data.subarray(this.keys.start(i), this.keys.ends[i]);
+  }
+
+  cell(i: number, c: number): StoredCell {
+    if (c >= this.columns || bitSet(this.absent[c], i)) return null;
+    const run = this.cells[c];
+    return run.data.subarray(run.start(i), run.ends[i]);
+  }
+
+  encodeInto(body: Uint8Array): number {
+    const out = asBuffer(body);
+    const n = this.count;
+    out.writeUInt16LE(n, 0);
+    out.writeUInt16LE(this.columns, 2);
+    out.writeUInt32LE(0, 4);
+    let at = writeRun(out, LEAF_HEADER_BYTES, this.keys, n);
+    const keysEnd = at;
+    at = pad8(at);
+    out.fill(0, keysEnd, at);
+    for (let c = 0; c < this.columns; c++) at = this.encodeColumn(out, at, c);
+    return at;
+  }
+
+  /** MutableLeaf.encodeColumn's layout decisions, from the column's run instead of packed rows. */
+  private encodeColumn(out: Buffer, at: number, c: number): number {
+    const n = this.count, run = this.cells[c], bits = this.absent[c];
+    const total = run.used;
+    let width = this.widths[c];
+    let fixed = width !== WIDTH_MIXED;
+    if (width === WIDTH_NONE) width = 0;
+    if (width > 0xffff) fixed = false;
+    if (fixed && width > 0 && n * width > 4 * (n + 1) + total) fixed = false;
+    const descriptor = at;
+    at += COLUMN_DESCRIPTOR_BYTES;
+    const start = at;
+    out.fill(0, descriptor, descriptor + COLUMN_DESCRIPTOR_BYTES);
+    out[descriptor] = fixed ? KIND_FIXED : KIND_VARIABLE;
+    out[descriptor + 1] = bits !== null ? FLAG_ABSENT : 0;
+    out.writeUInt16LE(fixed ? width : 0, descriptor + 2);
+    if (bits !== null) at = writeBitmap(out, at, n, (i) => bitSet(bits, i));
+    if (fixed) {
+      if (bits === null) run.data.copy(out, at, 0, total); // present cells of one width, back to back
+      else {
+        for (let i = 0; i < n; i++) {
+          const dst = at + i * width;
+          if (bitSet(bits, i)) out.fill(0, dst, dst + width);
+          else copyBytes(run.data, run.start(i), out, dst, width);
+        }
+      }
+      at += n * width;
+    } else {
+      at = writeRun(out, at, run, n);
+    }
+    const end = at;
+    at = pad8(at);
+    out.fill(0, end, at);
+    out.writeUInt32LE(at - start, descriptor + 4);
+    return at;
+  }
+}
+
+/** u32 offsets[n+1] then the run's bytes (the layout writeKeys makes). */
+function writeRun(out: Buffer, at: number, run: ByteRun, n: number): number {
+  for (let i = 0; i <= n; i++) out.writeUInt32LE(i === 0 ? 0 : run.ends[i - 1], at + 4 * i);
+  at += 4 * (n + 1);
+  run.data.copy(out, at, 0, run.used);
+  return at + run.used;
 }
 
 /**

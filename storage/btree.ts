@@ -13,8 +13,8 @@ import type { Pager, WriteTxn } from './pager.js';
 import type { CachedPage } from './buffer-pool.js';
 import { alignedBuffer, alignedBufferUnsafe } from './block-store.js';
 import {
-  BranchView, EncodedLeaf, LeafView, MutableBranch, MutableLeaf, OverflowRef, asBuffer, branchFixedBytes, childIndexFor,
-  decodeNode, entryBytes, firstAtOrAfter, lastAtOrBefore, leafFixedBytes, packRow, unpackRow,
+  AppendLeaf, BranchView, EncodedLeaf, LeafView, MutableBranch, MutableLeaf, OverflowRef, asBuffer, branchFixedBytes, childIndexFor,
+  decodeNode, entryBytes, firstAtOrAfter, lastAtOrBefore, leafFixedBytes, packRow, plainCellCount, unpackRow,
   type BranchLike, type Cell, type LeafLike, type NodeLike, type PackedRow, type StoredCell,
 } from './btree-node.js';
 
@@ -111,7 +111,7 @@ export class TxnSource extends CommittedSource {
     return this.dirtyNode(pageNo) ?? super.nodeAsync(pageNo);
   }
   private dirtyNode(pageNo: number): NodeLike | undefined {
-    const dirty = this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | EncodedLeaf | undefined;
+    const dirty = this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | EncodedLeaf | AppendLeaf | undefined;
     return dirty instanceof EncodedLeaf ? dirty.view : dirty;
   }
   override nodeAround(pageNo: number, scratch: Buffer): NodeLike {
@@ -372,6 +372,8 @@ export class BTreeWriter {
   private readonly capacity: number;
   private readonly maxEntryBytes: number;
   readonly maxKeyBytes: number;
+  /** The tree's rightmost leaf while entries arrive in key order (see appendPackedSync); null otherwise. */
+  private appendTarget: { pageNo: number; leaf: AppendLeaf } | null = null;
 
   constructor(readonly txn: WriteTxn, public root: number, public columns: number) {
     this.src = new TxnSource(txn);
@@ -418,12 +420,57 @@ export class BTreeWriter {
     return this.place(key, packed, mode);
   }
 
+  /**
+   * The fast path of loads in key order: adds an entry whose key is above every key of the
+   * tree to its rightmost leaf, with no search and no per-entry objects (AppendLeaf). `row` is
+   * copied, so a scratch buffer will do. Returns false, changing nothing, when the path does
+   * not apply (no append leaf yet, a key out of order, an entry needing overflow pages): the
+   * caller then puts the entry the general way, which starts a new append leaf when it splits
+   * the tree's right edge.
+   */
+  appendPackedSync(key: Buffer, row: PackedRow): boolean {
+    const target = this.appendTarget;
+    if (target === null) return false;
+    const leaf = target.leaf;
+    if (leaf.columns !== this.columns || plainCellCount(row) !== this.columns) return false;
+    if (leaf.count > 0 && leaf.compareKey(leaf.count - 1, key) >= 0) return false;
+    this.checkKey(key);
+    const bytes = entryBytes(key, row);
+    if (bytes > this.maxEntryBytes) return false;
+    const into = leaf.bytes + bytes > this.capacity || leaf.count + 1 >= MAX_NODE_ENTRIES ? this.startAppendLeaf(key) : target;
+    into.leaf.append(key, row);
+    // A flush wrote the leaf out since it was last changed: it is the transaction's page still.
+    if (this.txn.getDirty(into.pageNo) !== into.leaf) this.txn.setDirty(into.pageNo, into.leaf);
+    return true;
+  }
+
+  /** A new, empty rightmost leaf after the full one, linked into the right edge of the branches. */
+  private startAppendLeaf(firstKey: Buffer): { pageNo: number; leaf: AppendLeaf } {
+    const full = this.appendTarget!;
+    const next = { pageNo: this.txn.allocatePage(), leaf: new AppendLeaf(this.columns, full.leaf) };
+    this.txn.setDirty(next.pageNo, next.leaf);
+    const separator = Buffer.from(firstKey);
+    const path = this.descend(separator); // the right edge: the key is above every key
+    if (path.pop()!.pageNo !== full.pageNo) throw new Error('internal: the append leaf is not the rightmost leaf');
+    if (path.length === 0) {
+      const root = new MutableBranch(1, [Buffer.from(full.leaf.key(0)), separator], [full.pageNo, next.pageNo]);
+      this.root = this.txn.allocatePage();
+      this.txn.setDirty(this.root, root);
+    } else {
+      this.makeWritable(path);
+      const parent = path[path.length - 1].node as MutableBranch;
+      parent.insert(parent.count, separator, next.pageNo);
+      this.splitUp(path, true, false);
+    }
+    this.appendTarget = next;
+    return next;
+  }
+
   private place(k: Buffer, stored: PackedRow, mode: PutMode): PutResult {
     if (this.root === 0) {
       if (mode === 'update') return 'missing';
-      const leaf = new MutableLeaf(this.columns);
-      leaf.insert(0, k, stored);
       this.root = this.txn.allocatePage();
+      const leaf = this.newRightmostLeaf(this.root, k, stored);
       this.txn.setDirty(this.root, leaf);
       return 'inserted';
     }
@@ -433,6 +480,7 @@ export class BTreeWriter {
     const found = pos < leaf.count && leaf.compareKey(pos, k) === 0;
     if (found && mode === 'insert') return 'exists';
     if (!found && mode === 'update') return 'missing';
+    const rightEdge = path.every((step) => step.node.isLeaf || step.idx === step.node.count - 1);
     this.makeWritable(path);
     const target = path[path.length - 1].node as MutableLeaf;
     if (found) {
@@ -441,8 +489,24 @@ export class BTreeWriter {
     } else {
       target.insert(pos, k, stored);
     }
-    this.splitUp(path, !found && pos === target.count - 1);
+    this.splitUp(path, !found && pos === target.count - 1, rightEdge);
     return found ? 'replaced' : 'inserted';
+  }
+
+  /**
+   * The rightmost leaf of the tree, holding one entry: an append leaf (and the append target)
+   * when the entry has no overflow reference, else a MutableLeaf.
+   */
+  private newRightmostLeaf(pageNo: number, key: Buffer, row: PackedRow): MutableLeaf | AppendLeaf {
+    if (plainCellCount(row) !== this.columns) {
+      const leaf = new MutableLeaf(this.columns);
+      leaf.insert(0, key, row);
+      return leaf;
+    }
+    const leaf = new AppendLeaf(this.columns);
+    leaf.append(key, row);
+    this.appendTarget = { pageNo, leaf };
+    return leaf;
   }
 
   async delete(key: Uint8Array): Promise<boolean> {
@@ -476,6 +540,7 @@ export class BTreeWriter {
       }
       this.txn.freePage(pageNo);
     };
+    this.appendTarget = null;
     if (this.root !== 0) await walk(this.root);
     this.root = 0;
   }
@@ -513,12 +578,14 @@ export class BTreeWriter {
   }
 
   private writable(pageNo: number, node?: NodeLike): { pageNo: number; node: MutableLeaf | MutableBranch } {
-    const dirty = this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | EncodedLeaf | undefined;
-    if (dirty && !(dirty instanceof EncodedLeaf)) {
+    // Any change but an append makes the append leaf an ordinary one (and ends the fast path).
+    if (this.appendTarget?.pageNo === pageNo) this.appendTarget = null;
+    const dirty = this.txn.getDirty(pageNo) as MutableLeaf | MutableBranch | EncodedLeaf | AppendLeaf | undefined;
+    if (dirty && !(dirty instanceof EncodedLeaf) && !(dirty instanceof AppendLeaf)) {
       if (dirty.isLeaf) dirty.widen(this.columns); // written before a column was added in this transaction
       return { pageNo, node: dirty };
     }
-    const current = dirty instanceof EncodedLeaf ? dirty.view : node ?? this.src.node(pageNo);
+    const current = dirty instanceof EncodedLeaf ? dirty.view : dirty ?? node ?? this.src.node(pageNo);
     const copy = current.isLeaf ? MutableLeaf.from(current, this.columns) : MutableBranch.from(current);
     if (this.txn.owns(pageNo)) {
       this.txn.setDirty(pageNo, copy);
@@ -534,15 +601,18 @@ export class BTreeWriter {
     return node.bytes > this.capacity || node.count >= MAX_NODE_ENTRIES;
   }
 
-  /** Splits overfull nodes from the leaf upwards; `appended` keeps left halves full for sorted loads. */
-  private splitUp(path: PathStep[], appended: boolean): void {
+  /**
+   * Splits overfull nodes from the leaf upwards; `appended` keeps left halves full for sorted
+   * loads, and at the tree's `rightEdge` makes the new rightmost leaf an append leaf.
+   */
+  private splitUp(path: PathStep[], appended: boolean, rightEdge: boolean): void {
     for (let l = path.length - 1; l >= 0; l--) {
       const node = path[l].node as MutableLeaf | MutableBranch;
       if (!this.tooBig(node)) return;
       const at = appended ? node.count - 1 : this.splitPoint(node);
       const right = node.splitOff(at);
       const rightPage = this.txn.allocatePage();
-      this.txn.setDirty(rightPage, right);
+      this.txn.setDirty(rightPage, appended && rightEdge && right.isLeaf ? this.newRightmostLeaf(rightPage, right.keys[0], right.rows[0]) : right);
       // A sorted load never comes back to a leaf it split off at the right edge: page form now.
       if (appended && node.isLeaf) this.txn.setDirty(path[l].pageNo, EncodedLeaf.of(node));
       const separator = Buffer.from(right.key(0));

@@ -1,11 +1,13 @@
 // The B+trees, the catalog and commit/rollback against a plain reference model: random
 // transactions of puts (upsert/insert/update), deletes, point reads, bounded range scans in
-// both directions, bulk loads, range deletes, metadata and tree drops, committed or rolled
-// back, with close + reopen (file) or an image round trip (memory) in between.
+// both directions, bulk loads (put, or appended to the rightmost leaf), range deletes,
+// metadata and tree drops, committed or rolled back, with close + reopen (file) or an image
+// round trip (memory) in between.
 import fc from 'fast-check';
 import { toBufferKey } from 'ordered-binary';
 import { describe, expect, it } from 'vitest';
 import type { KeyBounds } from '../../storage/btree.js';
+import { packRow } from '../../storage/btree-node.js';
 import type { EngineOptions, EngineTxn, StorageEngine, TreeReader } from '../../storage/engine.js';
 import {
   MODES, describeCell, describeEntry, expectCode, expectVerifyOk, openEngine, readEntries, reopenEngine, seededBytes,
@@ -72,7 +74,7 @@ type Op =
   | { readonly t: 'delete'; readonly tree: TreeName; readonly key: Uint8Array }
   | { readonly t: 'get'; readonly tree: TreeName; readonly key: Uint8Array }
   | { readonly t: 'range'; readonly tree: TreeName; readonly bounds: BoundsSpec }
-  | { readonly t: 'bulk'; readonly tree: TreeName; readonly pad: number; readonly from: number; readonly count: number; readonly step: number; readonly valueLen: number; readonly seed: number }
+  | { readonly t: 'bulk'; readonly tree: TreeName; readonly pad: number; readonly from: number; readonly count: number; readonly step: number; readonly valueLen: number; readonly seed: number; readonly append: boolean }
   | { readonly t: 'deleteRange'; readonly tree: TreeName; readonly bounds: BoundsSpec }
   | { readonly t: 'meta'; readonly name: CatalogName; readonly value: ValueSpec }
   | { readonly t: 'drop'; readonly name: CatalogName }
@@ -117,6 +119,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     arbitrary: fc.record({
       t: fc.constant('bulk' as const), tree: treeArb, pad: fc.constantFrom(0, 300, 1000, 1000), from: fc.integer({ min: 0, max: 300 }),
       count: fc.integer({ min: 1, max: 500 }), step: fc.integer({ min: 1, max: 3 }), valueLen: fc.integer({ min: 0, max: 120 }), seed: fc.nat(),
+      append: fc.boolean(),
     }),
   },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('deleteRange' as const), tree: treeArb, bounds: boundsArb }) },
@@ -210,7 +213,8 @@ async function applyOp(tx: EngineTxn, op: Op, model: Model, committedView: { rea
         const key = padKey(op.pad, n);
         const value = seededBytes(op.seed + n, op.valueLen);
         const cells: Cells = TREES[op.tree] === 2 ? [value, n % 3 === 0 ? null : seededBytes(n, 8)] : [value];
-        await w.put(key, cells, 'upsert');
+        // The append fast path takes keys above every key of the tree; the others are put.
+        if (!op.append || !w.appendPackedSync(key, packRow(cells as Buffer[]))) await w.put(key, cells, 'upsert');
         state.rows.set(hexOf(key), { key, cells });
         if (i % 32 === 31) await tx.maybeFlush();
       }

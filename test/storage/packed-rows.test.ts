@@ -1,9 +1,10 @@
 // The write path's one-pass encoders must produce exactly the bytes of the general ones they
-// replace: `RowCodec.encodePacked` = `packRow(RowCodec.encode)`, and a leaf encoded from packed
-// rows reads back every cell (fixed, variable, absent, columns added later) unchanged.
+// replace: `RowCodec.encodePacked` = `packRow(RowCodec.encode)`, a leaf encoded from packed
+// rows reads back every cell (fixed, variable, absent, columns added later) unchanged, and a
+// leaf built column by column (AppendLeaf) encodes to exactly the bytes of a MutableLeaf.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { LeafView, MutableLeaf, packRow } from '../../storage/btree-node.js';
+import { AppendLeaf, LeafView, MutableLeaf, OverflowRef, packRow, plainCellCount } from '../../storage/btree-node.js';
 import { encodeKey } from '../../storage/keys.js';
 import { RowCodec } from '../../src/row-codec.js';
 import { t } from '../../src/index.js';
@@ -59,5 +60,39 @@ describe('packed rows', () => {
         for (let c = columns.length; c < columns.length + extra; c++) expect(view.cell(i, c)).toBeNull();
       });
     }), { numRuns: 150 });
+  });
+
+  it('an AppendLeaf reads and encodes exactly as a MutableLeaf with the same entries', () => {
+    fc.assert(fc.property(fc.array(rowArb, { minLength: 1, maxLength: 80 }), (rows) => {
+      const append = new AppendLeaf(columns.length);
+      const mutable = new MutableLeaf(columns.length);
+      rows.forEach((row, i) => {
+        const packed = codec.encodePacked(row);
+        expect(plainCellCount(packed)).toBe(columns.length);
+        append.append(encodeKey([i]), packed);
+        mutable.insert(i, encodeKey([i]), packed);
+      });
+      expect(append.count).toBe(rows.length);
+      expect(append.bytes).toBe(mutable.bytes);
+      for (let i = 0; i < rows.length; i++) {
+        expect(append.key(i).equals(mutable.key(i))).toBe(true);
+        expect(append.compareKey(i, encodeKey([i]))).toBe(0);
+        for (let c = 0; c <= columns.length; c++) expect(append.cell(i, c)).toEqual(mutable.cell(i, c));
+      }
+      const a = Buffer.alloc(1 << 20), m = Buffer.alloc(1 << 20);
+      const length = append.encodeInto(a);
+      expect(length).toBe(mutable.encodeInto(m));
+      expect(length).toBeLessThanOrEqual(Math.ceil(append.bytes));
+      expect(a.subarray(0, length).equals(m.subarray(0, length))).toBe(true);
+      // A second leaf of the same load starts with the first one's sizes and reads the same.
+      const next = new AppendLeaf(columns.length, append);
+      next.append(encodeKey([rows.length]), codec.encodePacked(rows[0]));
+      expect(next.cell(0, 0)).toEqual(append.cell(0, 0));
+    }), { numRuns: 200 });
+  });
+
+  it('plainCellCount refuses rows that hold an overflow reference', () => {
+    expect(plainCellCount(packRow([Buffer.from('a'), null]))).toBe(2);
+    expect(plainCellCount(packRow([Buffer.from('a'), new OverflowRef(7, 2, 100_000), null]))).toBe(-1);
   });
 });
