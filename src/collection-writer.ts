@@ -8,7 +8,7 @@ import { ModelVaultError } from '../storage/errors.js';
 import { encodeKey, prefixBounds, type KeyPart } from '../storage/keys.js';
 import { encodeRowCount, readMeta, readRowCount, rowCountName, type CollectionMeta, type IndexMeta } from './catalog.js';
 import { RowCodec } from './row-codec.js';
-import { validateShape, validateValue, validationError } from './validate.js';
+import { insertValidator, validateShape, validateValue, validationError } from './validate.js';
 
 type Row = Record<string, unknown>;
 
@@ -67,6 +67,7 @@ const PENDING_INDEX_ENTRIES = 1 << 16;
 export class CollectionWriter {
   private rowDelta = 0;
   private readonly hasUnique: boolean;
+  private readonly validateRow: (input: unknown) => Row;
   /** Index entries collected in bulk mode, per index; null otherwise. */
   private pending: Buffer[][] | null = null;
 
@@ -77,6 +78,7 @@ export class CollectionWriter {
     private readonly indexes: readonly { meta: IndexMeta; tree: BTreeWriter }[],
   ) {
     this.hasUnique = indexes.some((ix) => ix.meta.unique);
+    this.validateRow = insertValidator(layout.meta.fields);
     etx.onBeforeCommit(async () => {
       if (this.rowDelta === 0) return;
       const name = layout.meta.name;
@@ -122,7 +124,7 @@ export class CollectionWriter {
    * Throws (synchronously) for rows it rejects before changing anything.
    */
   insertNow(input: unknown): Promise<void> | null {
-    const row = validateShape(this.layout.meta.fields, input, '', 'insert');
+    const row = this.validateRow(input);
     if (this.hasUnique) return this.insertChecked(row);
     const key = this.layout.rowKey(row);
     const indexKeys = this.indexKeys(row); // encoded and size-checked before the first change
@@ -166,7 +168,7 @@ export class CollectionWriter {
   }
 
   async put(input: unknown): Promise<void> {
-    const row = validateShape(this.layout.meta.fields, input, '', 'insert');
+    const row = this.validateRow(input);
     const key = this.layout.rowKey(row);
     const old = await this.layout.get(this.etx, key);
     await this.checkUnique(row, old ? key : null);

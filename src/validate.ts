@@ -126,6 +126,55 @@ export function validateShape(shape: Readonly<Record<string, FieldSpec>>, input:
 
 const hasOwn = Object.prototype.hasOwnProperty;
 
+/** Field names an object literal may carry as plain keys (model() refuses the others). */
+const SAFE_NAME = /^[A-Za-z_$][\w$]*$/;
+const UNSAFE_NAMES = new Set(['__proto__', 'constructor', 'prototype']);
+const compiledInserts = new WeakMap<object, (input: unknown) => Record<string, unknown>>();
+
+/**
+ * `validateShape(shape, input, '', 'insert')` compiled once per shape: the type checks of
+ * unconstrained ints, floats, strings, booleans and timestamps inline, the row built as one
+ * object literal (one hidden class for every row), everything else and every failure through
+ * validateValue, so results and errors are validateShape's. Absent optional fields are
+ * undefined properties instead of missing ones.
+ */
+export function insertValidator(shape: Readonly<Record<string, FieldSpec>>): (input: unknown) => Record<string, unknown> {
+  let fn = compiledInserts.get(shape);
+  if (fn) return fn;
+  const { names, specs } = entriesOf(shape);
+  if (names.some((n) => !SAFE_NAME.test(n) || UNSAFE_NAMES.has(n))) {
+    fn = (input) => validateShape(shape, input, '', 'insert');
+  } else {
+    const lines: string[] = [
+      'if (!isPlainObject(input)) return validateShape(shape, input, "", "insert");',
+      'for (const key in input) if (hasOwn.call(input, key) && !hasOwn.call(shape, key)) throw validationError(key, "unknown field");',
+    ];
+    specs.forEach((spec, i) => {
+      const name = JSON.stringify(names[i]);
+      const general = `v${i} = validateValue(specs[${i}], v${i}, ${name});`;
+      lines.push(`let v${i} = hasOwn.call(input, ${name}) ? input[${name}] : undefined;`);
+      const missing = spec.hasDefault ? `v${i} = validateValue(specs[${i}], structuredClone(specs[${i}].defaultValue), ${name});`
+        : spec.optional ? '' : `throw validationError(${name}, "required field is missing");`;
+      const nullRefused = spec.optional && spec.kind !== 'json'
+        ? `if (v${i} === null) throw validationError(${name}, "null is not a value: leave an optional field out instead");` : '';
+      const plain = Object.values(spec.constraints).every((c) => c === undefined);
+      let check = general;
+      if (plain && spec.kind === 'int') check = `if (typeof v${i} !== "number" || !Number.isSafeInteger(v${i})) ${general}`;
+      else if (plain && spec.kind === 'float') check = `if (typeof v${i} !== "number") ${general}`;
+      else if (plain && spec.kind === 'string') check = `if (typeof v${i} !== "string" || !isWellFormed(v${i})) ${general}`;
+      else if (plain && spec.kind === 'bool') check = `if (typeof v${i} !== "boolean") ${general}`;
+      else if (plain && spec.kind === 'timestamp') check = `if (v${i} instanceof Date && v${i}.getTime() === v${i}.getTime()) v${i} = new Date(v${i}.getTime()); else ${general}`;
+      lines.push(`if (v${i} === undefined) { ${missing} } else { ${nullRefused} ${check} }`);
+    });
+    lines.push(`return { ${names.map((n, i) => `${n}: v${i}`).join(', ')} };`);
+    const make = new Function('shape', 'specs', 'hasOwn', 'isPlainObject', 'isWellFormed', 'validateShape', 'validateValue', 'validationError',
+      `return function validateRow(input) {\n${lines.join('\n')}\n};`);
+    fn = make(shape, specs, hasOwn, isPlainObject, isWellFormed, validateShape, validateValue, validationError) as (input: unknown) => Record<string, unknown>;
+  }
+  compiledInserts.set(shape, fn);
+  return fn;
+}
+
 const shapeEntries = new WeakMap<object, { names: string[]; specs: FieldSpec[] }>();
 function entriesOf(shape: Readonly<Record<string, FieldSpec>>): { names: string[]; specs: FieldSpec[] } {
   let entries = shapeEntries.get(shape);
