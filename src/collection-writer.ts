@@ -49,8 +49,8 @@ export class CollectionLayout {
   }
 
   getSync(reader: TreeReader, key: Buffer): Row | undefined {
-    const cells = reader.getSync(this.meta.rowsTree, key);
-    return cells ? this.codec.decode(cells) : undefined;
+    const found = reader.findSync(this.meta.rowsTree, key);
+    return found ? this.codec.decodeAt(reader.nodeSource.pager, found.leaf, found.index) : undefined;
   }
 
   async get(reader: TreeReader, key: Buffer): Promise<Row | undefined> {

@@ -4,8 +4,10 @@
 // as msgpack. Nested objects are stored as arrays in schema order (the record structure is the
 // schema kept in the catalog), so rows carry no field names.
 import { Packr } from 'msgpackr';
-import type { Cell } from '../storage/btree.js';
-import { PackedRowBuilder, type PackedRow } from '../storage/btree-node.js';
+import { readOverflowSync, resolveRowSync, type Cell } from '../storage/btree.js';
+import { LeafView, OverflowRef, PackedRowBuilder, bitSet, type LeafLike, type PackedRow } from '../storage/btree-node.js';
+import type { Pager } from '../storage/pager.js';
+import { utf8Slice } from '../operators/scan-op.js';
 import { ModelVaultError } from '../storage/errors.js';
 import type { FieldSpec } from './types.js';
 
@@ -198,6 +200,36 @@ export class RowCodec {
       }
     }
     return b.current();
+  }
+
+  /**
+   * `decode(resolveRowSync(pager, leaf, i))` read in place: numbers straight from the page,
+   * strings from its bytes, no Buffer per cell (a point get's row).
+   */
+  decodeAt(pager: Pager, leaf: LeafLike, i: number): Record<string, unknown> {
+    if (!(leaf instanceof LeafView)) return this.decode(resolveRowSync(pager, leaf, i));
+    const row: Record<string, unknown> = {};
+    for (let c = 0; c < this.columns.length; c++) {
+      const col = this.columns[c];
+      const view = c < leaf.columns ? leaf.column(c) : null;
+      if (view === null || bitSet(view.absent, i)) {
+        if (col.spec.hasDefault) row[col.field] = structuredClone(col.spec.defaultValue);
+        continue;
+      }
+      const kind = this.encodeKinds[c];
+      if (view.kind === 'fixed' && view.width === 8 && (kind === ENCODE_F64 || kind === ENCODE_TIMESTAMP)) {
+        const v = (view.data as Buffer).readDoubleLE(i * 8);
+        row[col.field] = kind === ENCODE_F64 ? v : new Date(v);
+      } else if (kind === ENCODE_UTF8 && view.kind === 'fixed') {
+        row[col.field] = utf8Slice(view.data as Buffer, i * view.width, (i + 1) * view.width);
+      } else if (kind === ENCODE_UTF8 && view.kind === 'variable' && !bitSet(view.overflow, i)) {
+        row[col.field] = utf8Slice(view.data, view.offsets[i], view.offsets[i + 1]);
+      } else {
+        const cell = leaf.cell(i, c);
+        row[col.field] = col.decode(cell instanceof OverflowRef ? readOverflowSync(pager, cell) : cell!);
+      }
+    }
+    return row;
   }
 
   decode(cells: readonly Cell[]): Record<string, unknown> {

@@ -155,24 +155,43 @@ export async function treeGet(src: NodeSource, root: number, key: Uint8Array): P
   return resolveRow(src.pager, leaf, i);
 }
 
-/** `treeGet` without awaiting: pages and overflow values are read synchronously on a miss. */
-export function treeGetSync(src: NodeSource, root: number, key: Uint8Array): Cell[] | undefined {
+/** The leaf entry stored under `key` (pages read synchronously on a miss), or undefined. */
+export function treeFindSync(src: NodeSource, root: number, key: Uint8Array): LeafEntry | undefined {
   if (root === 0) return undefined;
   const k = asBuffer(key);
   const leaf = findLeaf(src, root, k);
-  const i = firstAtOrAfter(leaf, k);
-  if (i >= leaf.count || leaf.compareKey(i, k) !== 0) return undefined;
+  const index = firstAtOrAfter(leaf, k);
+  if (index >= leaf.count || leaf.compareKey(index, k) !== 0) return undefined;
+  return { leaf, index };
+}
+
+/** One entry of a leaf: valid until the caller's next read (the page may leave the pool). */
+export interface LeafEntry {
+  readonly leaf: LeafLike;
+  readonly index: number;
+}
+
+/** `treeGet` without awaiting: pages and overflow values are read synchronously on a miss. */
+export function treeGetSync(src: NodeSource, root: number, key: Uint8Array): Cell[] | undefined {
+  const found = treeFindSync(src, root, key);
+  return found && resolveRowSync(src.pager, found.leaf, found.index);
+}
+
+/** The cells of entry i, overflow values read synchronously. */
+export function resolveRowSync(pager: Pager, leaf: LeafLike, i: number): Cell[] {
   const row: Cell[] = [];
   for (let c = 0; c < leaf.columns; c++) {
     const cell = leaf.cell(i, c);
-    if (cell instanceof OverflowRef) {
-      checkOverflowRef(src.pager, cell);
-      const out = Buffer.concat(src.pager.readRunSync(cell.startPage, cell.pageCount, PageType.Overflow));
-      if (out.byteLength !== cell.byteLength) throw corruptAt(cell.startPage * src.pager.pageSize, 'overflow value has the wrong length');
-      row.push(out);
-    } else row.push(cell);
+    row.push(cell instanceof OverflowRef ? readOverflowSync(pager, cell) : cell);
   }
   return row;
+}
+
+export function readOverflowSync(pager: Pager, ref: OverflowRef): Buffer {
+  checkOverflowRef(pager, ref);
+  const out = Buffer.concat(pager.readRunSync(ref.startPage, ref.pageCount, PageType.Overflow));
+  if (out.byteLength !== ref.byteLength) throw corruptAt(ref.startPage * pager.pageSize, 'overflow value has the wrong length');
+  return out;
 }
 
 /**

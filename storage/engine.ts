@@ -10,8 +10,8 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { BlockStore } from './block-store.js';
 import {
-  BTreeWriter, CommittedSource, checkTree, leafSlices, treeEntries, treeGet, treeGetSync,
-  type Cell, type KeyBounds, type LeafSlice, type NodeSource, type SliceOptions,
+  BTreeWriter, CommittedSource, checkTree, leafSlices, treeEntries, treeFindSync, treeGet, treeGetSync,
+  type Cell, type KeyBounds, type LeafEntry, type LeafSlice, type NodeSource, type SliceOptions,
 } from './btree.js';
 import { ModelVaultError, corruptAt, ioError } from './errors.js';
 import { FileLock } from './file-lock.js';
@@ -127,6 +127,12 @@ export abstract class TreeReader {
   getSync(tree: string, key: Uint8Array): Cell[] | undefined {
     const info = this.treeInfoSync(tree);
     return info ? treeGetSync(this.source, this.rootOf(tree, info), key) : undefined;
+  }
+
+  /** The leaf entry under `key`, pages read synchronously: for decoding it in place at once. */
+  findSync(tree: string, key: Uint8Array): LeafEntry | undefined {
+    const info = this.treeInfoSync(tree);
+    return info ? treeFindSync(this.source, this.rootOf(tree, info), key) : undefined;
   }
 
   async get(tree: string, key: Uint8Array): Promise<Cell[] | undefined> {

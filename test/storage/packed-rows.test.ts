@@ -95,4 +95,21 @@ describe('packed rows', () => {
     expect(plainCellCount(packRow([Buffer.from('a'), null]))).toBe(2);
     expect(plainCellCount(packRow([Buffer.from('a'), new OverflowRef(7, 2, 100_000), null]))).toBe(-1);
   });
+
+  it('decodeAt reads a row in place exactly as decode reads its cells, defaults of later columns included', () => {
+    const wider = new RowCodec([...columns, 'added'], { ...fields, added: t.string().default('dflt').spec });
+    fc.assert(fc.property(fc.array(rowArb, { minLength: 1, maxLength: 60 }), (rows) => {
+      const leaf = new MutableLeaf(columns.length);
+      rows.forEach((row, i) => leaf.insert(i, encodeKey([i]), codec.encodePacked(row)));
+      const page = Buffer.alloc(1 << 20);
+      const view = new LeafView(page.subarray(0, leaf.encodeInto(page)), 0);
+      const pager = null as never; // no overflow cells here: decodeAt never reads a page
+      rows.forEach((_, i) => {
+        const cells = Array.from({ length: columns.length }, (_c, c) => view.cell(i, c));
+        expect(codec.decodeAt(pager, view, i)).toEqual(codec.decode(cells as never));
+        expect(wider.decodeAt(pager, view, i)).toEqual(wider.decode(cells as never));
+        expect(codec.decodeAt(pager, leaf, i)).toEqual(codec.decode(cells as never)); // a modified leaf: the general path
+      });
+    }), { numRuns: 150 });
+  });
 });
