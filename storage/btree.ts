@@ -263,7 +263,8 @@ export interface SliceOptions {
   transient?: boolean;
 }
 
-export async function* leafSlices(src: NodeSource, root: number, bounds: KeyBounds = {}, opts: SliceOptions = {}): AsyncGenerator<LeafSlice> {
+export async function* leafSlices(src: NodeSource, rootOrLookup: number | (() => Promise<number>), bounds: KeyBounds = {}, opts: SliceOptions = {}): AsyncGenerator<LeafSlice> {
+  const root = typeof rootOrLookup === 'number' ? rootOrLookup : await rootOrLookup();
   if (root === 0) return;
   const reverse = bounds.reverse ?? false;
   const lower = bounds.gte ? asBuffer(bounds.gte) : bounds.gt ? asBuffer(bounds.gt) : null;

@@ -146,9 +146,10 @@ export abstract class TreeReader {
   }
 
   /** Leaf by leaf, for scans that read column views instead of whole entries. */
-  async *slices(tree: string, bounds: KeyBounds = {}, opts: SliceOptions = {}): AsyncGenerator<LeafSlice> {
-    const info = await this.treeInfo(tree);
-    if (info) yield* leafSlices(this.source, this.rootOf(tree, info), bounds, opts);
+  slices(tree: string, bounds: KeyBounds = {}, opts: SliceOptions = {}): AsyncGenerator<LeafSlice> {
+    // The walk itself looks the root up on its first pull: no generator wrapped around it
+    // (each layer costs promises per leaf) and no work before the first pull.
+    return leafSlices(this.source, () => this.treeRoot(tree), bounds, opts);
   }
 
   get nodeSource(): NodeSource { return this.source; }
