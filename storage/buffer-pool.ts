@@ -13,7 +13,7 @@
 // Invariants:
 // (1) A buffer is handed out for reuse only when no reader that began before it left the
 //     pool is still running.
-// (2) Buffers waiting or spare never exceed a quarter of cacheSize; beyond that they go to the GC.
+// (2) Buffers waiting or spare never exceed a sixteenth of cacheSize (at least 16); the rest go to the GC.
 import { LRUCache } from 'lru-cache';
 import { alignedBufferUnsafe } from './block-store.js';
 import type { PageInfo } from './page.js';
@@ -59,7 +59,7 @@ export class BufferPool {
       sizeCalculation: (entry) => entry.bytes.byteLength + ENTRY_OVERHEAD_BYTES,
       dispose: (entry) => this.retire(entry.bytes),
     });
-    this.maxRecycled = Math.max(16, Math.floor(Math.max(maxBytes, 1 << 20) / 4 / pageSize));
+    this.maxRecycled = Math.max(16, Math.floor(Math.max(maxBytes, 1 << 20) / 16 / pageSize));
   }
 
   get(pageNo: number): CachedPage | undefined {
