@@ -150,8 +150,7 @@ export class IndexScanOp implements Operator {
     };
 
     // Pass 1: the leaf page of every key, in sweep order, through the (cached) branch pages
-    // only. Pass 2 then reads ahead the missing leaves a window at a time, so a pool miss
-    // costs part of a large read instead of a synchronous page read each.
+    // only. Pass 2 then reads the leaves in that order, a window of distinct pages at a time.
     const sweep = new Uint32Array(count);
     const pages = new Float64Array(count);
     const distinct: number[] = [];
