@@ -418,7 +418,7 @@ export class BTreeWriter {
     const k = asBuffer(key); // keys and cells are taken over, not copied: callers pass fresh buffers
     this.checkKey(k);
     const packed = packRow(cells as readonly StoredCell[]);
-    if (entryBytes(k, packed) <= this.maxEntryBytes) return this.place(k, packed, mode);
+    if (entryBytes(k, packed) <= this.maxEntryBytes) return this.placeOrAppend(k, packed, mode);
     if (this.root !== 0) {
       // Look before writing overflow pages, so a refused put leaves none behind.
       const leaf = this.descend(k).at(-1)!.node as LeafLike;
@@ -437,7 +437,12 @@ export class BTreeWriter {
   putPackedSync(key: Buffer, packed: PackedRow, mode: PutMode = 'upsert'): PutResult | null {
     this.checkKey(key);
     if (entryBytes(key, packed) > this.maxEntryBytes) return null;
-    return this.place(key, packed, mode);
+    return this.placeOrAppend(key, packed, mode);
+  }
+
+  /** A key above every key of the tree is new: an insert or upsert of it may append. */
+  private placeOrAppend(key: Buffer, packed: PackedRow, mode: PutMode): PutResult {
+    return mode !== 'update' && this.appendPackedSync(key, packed) ? 'inserted' : this.place(key, packed, mode);
   }
 
   /**
