@@ -5,6 +5,7 @@ import type { BTreeWriter, Cell, PutResult } from '../storage/btree.js';
 import { emptyPackedRow } from '../storage/btree-node.js';
 import type { EngineTxn, TreeReader } from '../storage/engine.js';
 import { ModelVaultError } from '../storage/errors.js';
+import { KeySorter } from '../storage/key-sorter.js';
 import { encodeKey, prefixBounds, type KeyPart } from '../storage/keys.js';
 import { encodeRowCount, readMeta, readRowCount, rowCountName, type CollectionMeta, type IndexMeta } from './catalog.js';
 import { RowCodec } from './row-codec.js';
@@ -60,8 +61,6 @@ export class CollectionLayout {
 }
 
 const states = new WeakMap<EngineTxn, Map<string, CollectionWriter>>();
-/** Index entries collected per index before they are sorted and put (bulk mode). */
-const PENDING_INDEX_ENTRIES = 1 << 16;
 
 /** A collection's trees opened for writing in one transaction, with its row-count change. */
 export class CollectionWriter {
@@ -69,7 +68,7 @@ export class CollectionWriter {
   private readonly hasUnique: boolean;
   private readonly validateRow: (input: unknown) => Row;
   /** Index entries collected in bulk mode, per index; null otherwise. */
-  private pending: Buffer[][] | null = null;
+  private pending: KeySorter[] | null = null;
 
   private constructor(
     readonly etx: EngineTxn,
@@ -246,53 +245,56 @@ export class CollectionWriter {
   }
 
   /**
-   * Bulk mode (insertMany): entries of the (non-unique) indexes are collected and put in key
-   * order a batch at a time. Random-order index keys otherwise cost a cold binary search and a
-   * long splice each; sorted, consecutive puts land in the same hot leaf.
+   * Bulk mode (insertMany): each (non-unique) index's entries of the whole load are sorted
+   * externally (KeySorter: bounded memory, runs in spill pages) and put in key order at the
+   * end, one ascending stream per index, appended to the rightmost leaf when the index starts
+   * empty. Random-order puts during the load would instead touch every leaf of the index over
+   * and over and hold them all modified in memory.
    */
   beginBulk(): void {
-    if (this.indexes.length > 0 && !this.hasUnique) this.pending = this.indexes.map(() => []);
+    if (this.indexes.length > 0 && !this.hasUnique) {
+      this.pending = this.indexes.map((ix) => new KeySorter(this.etx.engine.spill, `index ${ix.meta.name} of ${this.layout.meta.name}`));
+    }
   }
 
   /** Puts the collected index entries; must run before anything reads the indexes. */
   async endBulk(): Promise<void> {
+    const pending = this.pending;
+    if (!pending) return;
+    this.pending = null;
     try {
-      await this.applyPending();
+      for (let i = 0; i < pending.length; i++) {
+        const tree = this.indexes[i].tree;
+        let k = 0;
+        for await (const key of pending[i].sorted()) {
+          if (!tree.appendPackedSync(key, emptyPackedRow())) tree.putPackedSync(Buffer.from(key), emptyPackedRow(), 'upsert');
+          if ((++k & 1023) === 0 && this.etx.needsFlush) await this.etx.maybeFlush();
+        }
+        await this.etx.maybeFlush();
+      }
+    } catch (err) {
+      this.etx.poisoned ??= err as Error;
+      throw err;
     } finally {
-      this.pending = null;
+      for (const sorter of pending) sorter.drop();
     }
   }
 
   /** Drops collected entries (the transaction failed and can only roll back). */
   abandonBulk(): void {
+    for (const sorter of this.pending ?? []) sorter.drop();
     this.pending = null;
   }
 
   private deferIndexEntries(keys: readonly Buffer[]): Promise<void> | null {
-    for (let i = 0; i < keys.length; i++) this.pending![i].push(keys[i]);
-    this.rowDelta++;
-    if (this.pending![0].length >= PENDING_INDEX_ENTRIES) return this.applyPending();
-    return this.etx.needsFlush ? this.etx.maybeFlush() : null;
-  }
-
-  private async applyPending(): Promise<void> {
-    const pending = this.pending;
-    if (!pending) return;
-    for (let i = 0; i < pending.length; i++) {
-      const keys = pending[i].sort(Buffer.compare);
-      pending[i] = [];
-      const tree = this.indexes[i].tree;
-      try {
-        for (let k = 0; k < keys.length; k++) {
-          tree.putPackedSync(keys[k], emptyPackedRow(), 'upsert');
-          if ((k & 1023) === 1023 && this.etx.needsFlush) await this.etx.maybeFlush();
-        }
-      } catch (err) {
-        this.etx.poisoned ??= err as Error;
-        throw err;
-      }
-      await this.etx.maybeFlush();
+    let spilling: Promise<void>[] | null = null;
+    for (let i = 0; i < keys.length; i++) {
+      const written = this.pending![i].add(keys[i]);
+      if (written) (spilling ??= []).push(written);
     }
+    this.rowDelta++;
+    if (spilling) return Promise.all(spilling).then(() => this.etx.maybeFlush());
+    return this.etx.needsFlush ? this.etx.maybeFlush() : null;
   }
 
   private addIndexEntriesSync(keys: readonly Buffer[]): void {
