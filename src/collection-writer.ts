@@ -263,15 +263,7 @@ export class CollectionWriter {
     if (!pending) return;
     this.pending = null;
     try {
-      for (let i = 0; i < pending.length; i++) {
-        const tree = this.indexes[i].tree;
-        let k = 0;
-        for await (const key of pending[i].sorted()) {
-          if (!tree.appendPackedSync(key, emptyPackedRow())) tree.putPackedSync(Buffer.from(key), emptyPackedRow(), 'upsert');
-          if ((++k & 1023) === 0 && this.etx.needsFlush) await this.etx.maybeFlush();
-        }
-        await this.etx.maybeFlush();
-      }
+      for (let i = 0; i < pending.length; i++) await this.indexes[i].tree.putSortedKeys(pending[i].sorted());
     } catch (err) {
       this.etx.poisoned ??= err as Error;
       throw err;

@@ -3,7 +3,7 @@
 // and close. Collections and queries slot in on top of `engine`.
 import type { BlockStore } from '../storage/block-store.js';
 import type { Cell } from '../storage/btree.js';
-import { emptyPackedRow } from '../storage/btree-node.js';
+import { KeySorter } from '../storage/key-sorter.js';
 import { ModelVaultError } from '../storage/errors.js';
 import { MAX_PAGE_SIZE, MIN_PAGE_SIZE } from '../storage/superblock.js';
 import { StorageEngine, type EngineTxn, type StorageStats, type VerifyReport } from '../storage/engine.js';
@@ -357,9 +357,6 @@ async function createCollection(etx: EngineTxn, meta: CollectionMeta): Promise<v
   CollectionWriter.forget(etx, meta.name);
 }
 
-/** Index entries a build sorts and puts at a time. */
-const INDEX_BUILD_BATCH = 1 << 16;
-
 /** Applies compatible changes in place: new columns go last, new indexes are built, dropped ones freed. */
 async function applyAdditive(etx: EngineTxn, stored: CollectionMeta, model: Model): Promise<void> {
   const version = stored.version + 1;
@@ -378,24 +375,20 @@ async function applyAdditive(etx: EngineTxn, stored: CollectionMeta, model: Mode
   await storeNewDefaults(etx, stored, layout, kept);
   for (const meta of added) {
     const tree = await etx.tree(meta.tree, 0);
-    // Entries go in a sorted batch at a time: consecutive puts land in the same leaf.
-    let batch: Buffer[] = [];
-    const putBatch = async () => {
-      batch.sort(Buffer.compare);
-      for (let k = 0; k < batch.length; k++) {
-        tree.putPackedSync(batch[k], emptyPackedRow(), 'upsert');
-        if ((k & 1023) === 1023) await etx.maybeFlush();
+    // Entries are sorted externally and appended to the new (empty) tree in one ascending
+    // stream: bounded memory, and each leaf written once.
+    const sorter = new KeySorter(etx.engine.spill, `index ${meta.name} of ${model.name}`);
+    try {
+      for await (const [, cells] of etx.entries(next.rowsTree)) {
+        const key = layout.indexKey(meta, layout.decode(cells));
+        tree.checkKey(key);
+        const spilled = sorter.add(key);
+        if (spilled) await spilled;
       }
-      batch = [];
-      await etx.maybeFlush();
-    };
-    for await (const [, cells] of etx.entries(next.rowsTree)) {
-      const key = layout.indexKey(meta, layout.decode(cells));
-      tree.checkKey(key);
-      batch.push(key);
-      if (batch.length >= INDEX_BUILD_BATCH) await putBatch();
+      await tree.putSortedKeys(sorter.sorted());
+    } finally {
+      sorter.drop();
     }
-    await putBatch();
   }
   await etx.setMeta(metaName(model.name), encodeMeta(next));
   CollectionWriter.forget(etx, model.name);

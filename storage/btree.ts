@@ -14,7 +14,7 @@ import type { CachedPage } from './buffer-pool.js';
 import { alignedBuffer, alignedBufferUnsafe } from './block-store.js';
 import {
   AppendLeaf, BranchView, EncodedLeaf, LeafView, MutableBranch, MutableLeaf, OverflowRef, asBuffer, branchFixedBytes, childIndexFor,
-  decodeNode, entryBytes, firstAtOrAfter, lastAtOrBefore, leafFixedBytes, packRow, plainCellCount, unpackRow,
+  decodeNode, emptyPackedRow, entryBytes, firstAtOrAfter, lastAtOrBefore, leafFixedBytes, packRow, plainCellCount, unpackRow,
   type BranchLike, type Cell, type LeafLike, type NodeLike, type PackedRow, type StoredCell,
 } from './btree-node.js';
 
@@ -438,6 +438,21 @@ export class BTreeWriter {
     this.checkKey(key);
     if (entryBytes(key, packed) > this.maxEntryBytes) return null;
     return this.placeOrAppend(key, packed, mode);
+  }
+
+  /**
+   * Puts entries of a zero-column tree (an index) that arrive in ascending order, as a
+   * KeySorter yields them: appended while they stay above every key of the tree, put
+   * otherwise (keys are copied), modified pages written out as the transaction's budget asks.
+   */
+  async putSortedKeys(keys: AsyncIterable<Buffer>): Promise<void> {
+    const empty = emptyPackedRow();
+    let k = 0;
+    for await (const key of keys) {
+      if (!this.appendPackedSync(key, empty)) this.putPackedSync(Buffer.from(key), empty, 'upsert');
+      if ((++k & 1023) === 0) await this.txn.maybeFlush();
+    }
+    await this.txn.maybeFlush();
   }
 
   /** A key above every key of the tree is new: an insert or upsert of it may append. */
