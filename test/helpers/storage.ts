@@ -50,6 +50,17 @@ export async function reopenEngine(engine: StorageEngine, opts: EngineOptions = 
   return next;
 }
 
+/** One write transaction putting rows 0..rows-1 under u32 keys into a one-column tree. */
+export async function fillTree(engine: StorageEngine, tree: string, rows: number, value: (i: number) => Uint8Array): Promise<void> {
+  await engine.write(async (tx) => {
+    const w = await tx.tree(tree, 1);
+    for (let i = 0; i < rows; i++) {
+      await w.put(u32Key(i), [value(i)]);
+      await tx.maybeFlush();
+    }
+  });
+}
+
 /** A 4-byte big-endian key: byte order is numeric order. */
 export function u32Key(n: number): Buffer {
   const b = Buffer.alloc(4);

@@ -7,21 +7,13 @@ import { BufferPool } from '../../storage/buffer-pool.js';
 import type { LeafLike } from '../../storage/btree-node.js';
 import { StorageEngine } from '../../storage/engine.js';
 import { PageType } from '../../storage/page.js';
-import { MODES, openEngine, u32Key } from '../helpers/storage.js';
+import { MODES, fillTree, openEngine, u32Key } from '../helpers/storage.js';
 
 const PAGE = 16384;
 const ROWS = 30_000;
 const value = (i: number) => Buffer.from(`value ${i} `.repeat(1 + (i % 7)));
 
-async function fill(engine: StorageEngine): Promise<void> {
-  await engine.write(async (tx) => {
-    const tree = await tx.tree('t', 1);
-    for (let i = 0; i < ROWS; i++) {
-      await tree.put(u32Key(i), [value(i)]);
-      await tx.maybeFlush();
-    }
-  });
-}
+const fill = (engine: StorageEngine) => fillTree(engine, 't', ROWS, value);
 
 /** Point gets of `count` keys spread over the tree (a 1 MiB pool holds a small part of it). */
 function churn(engine: StorageEngine, count: number, seed: number): void {

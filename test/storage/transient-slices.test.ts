@@ -6,21 +6,13 @@ import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { StorageEngine } from '../../storage/engine.js';
 import type { KeyBounds } from '../../storage/btree.js';
-import { MODES, expectCode, openEngine, tempFile, u32Key } from '../helpers/storage.js';
+import { MODES, expectCode, fillTree, openEngine, tempFile, u32Key } from '../helpers/storage.js';
 
 const PAGE = 16384;
 const ROWS = 40_000;
 const value = (i: number) => Buffer.from(`value ${i} `.repeat(1 + (i % 5)));
 
-async function fill(engine: StorageEngine): Promise<void> {
-  await engine.write(async (tx) => {
-    const tree = await tx.tree('t', 1);
-    for (let i = 0; i < ROWS; i++) {
-      await tree.put(u32Key(i), [value(i)]);
-      await tx.maybeFlush();
-    }
-  });
-}
+const fill = (engine: StorageEngine) => fillTree(engine, 't', ROWS, value);
 
 /** Keys and values of a walk, copied out of each slice before the next is pulled. */
 async function walk(engine: StorageEngine, bounds: KeyBounds, transient: boolean): Promise<string[]> {
