@@ -878,7 +878,7 @@ export class EncodedLeaf implements DirtyPage {
     this.view = new LeafView(body, 0);
   }
 
-  static of(leaf: MutableLeaf): EncodedLeaf {
+  static of(leaf: MutableLeaf | AppendLeaf): EncodedLeaf {
     const buffer = alignedBufferUnsafe(pad8(Math.ceil(leaf.bytes)));
     return new EncodedLeaf(buffer.subarray(0, leaf.encodeInto(buffer)));
   }

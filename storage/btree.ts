@@ -487,6 +487,8 @@ export class BTreeWriter {
   /** A new, empty rightmost leaf after the full one, linked into the right edge of the branches. */
   private startAppendLeaf(firstKey: Buffer): { pageNo: number; leaf: AppendLeaf } {
     const full = this.appendTarget!;
+    // The full leaf waits in page form: its exact bytes, without the per-entry offsets.
+    if (this.txn.getDirty(full.pageNo) === full.leaf) this.txn.setDirty(full.pageNo, EncodedLeaf.of(full.leaf));
     const next = { pageNo: this.txn.allocatePage(), leaf: new AppendLeaf(this.columns, full.leaf) };
     this.txn.setDirty(next.pageNo, next.leaf);
     const separator = Buffer.from(firstKey);
