@@ -131,9 +131,9 @@ export class CollectionWriter {
     const scratch = this.layout.codec.encodeScratch(row);
     let result: PutResult | null;
     try {
-      // Keys in ascending order (a load by primary key) append to the rightmost leaf; others
-      // take the general path with their own copy of the packed row.
-      result = this.rows.appendPackedSync(key, scratch) ? 'inserted' : this.rows.putPackedSync(key, Buffer.from(scratch), 'insert');
+      // Keys in ascending order (a load by primary key) append to the rightmost leaf, copying
+      // the cells; others take the general path with their own copy of the packed row.
+      result = this.rows.putPackedSync(key, scratch, 'insert', true);
       if (result === 'inserted') {
         if (this.pending) return this.deferIndexEntries(indexKeys);
         this.addIndexEntriesSync(indexKeys);

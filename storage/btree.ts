@@ -418,7 +418,7 @@ export class BTreeWriter {
     const k = asBuffer(key); // keys and cells are taken over, not copied: callers pass fresh buffers
     this.checkKey(k);
     const packed = packRow(cells as readonly StoredCell[]);
-    if (entryBytes(k, packed) <= this.maxEntryBytes) return this.placeOrAppend(k, packed, mode);
+    if (entryBytes(k, packed) <= this.maxEntryBytes) return this.putPackedSync(k, packed, mode)!;
     if (this.root !== 0) {
       // Look before writing overflow pages, so a refused put leaves none behind.
       const leaf = this.descend(k).at(-1)!.node as LeafLike;
@@ -433,11 +433,13 @@ export class BTreeWriter {
   /**
    * `put` of an already packed row, without awaiting; null when the entry is too large for a
    * leaf (its cells go to overflow pages: use `put`). Pages not cached are read synchronously.
+   * The tree keeps `packed` unless `scratch` says it is a reused buffer: then it is copied.
    */
-  putPackedSync(key: Buffer, packed: PackedRow, mode: PutMode = 'upsert'): PutResult | null {
+  putPackedSync(key: Buffer, packed: PackedRow, mode: PutMode = 'upsert', scratch = false): PutResult | null {
     this.checkKey(key);
     if (entryBytes(key, packed) > this.maxEntryBytes) return null;
-    return this.placeOrAppend(key, packed, mode);
+    if (mode !== 'update' && this.appendPackedSync(key, packed)) return 'inserted';
+    return this.place(key, scratch ? Buffer.from(packed) : packed, mode);
   }
 
   /**
@@ -453,11 +455,6 @@ export class BTreeWriter {
       if ((++k & 1023) === 0) await this.txn.maybeFlush();
     }
     await this.txn.maybeFlush();
-  }
-
-  /** A key above every key of the tree is new: an insert or upsert of it may append. */
-  private placeOrAppend(key: Buffer, packed: PackedRow, mode: PutMode): PutResult {
-    return mode !== 'update' && this.appendPackedSync(key, packed) ? 'inserted' : this.place(key, packed, mode);
   }
 
   /**
