@@ -44,7 +44,7 @@ export class KeySorter {
       }
       const memory = this.keys;
       this.keys = [];
-      yield* merge([...this.runs.map(runKeys), arrayKeys(memory)]);
+      yield* merge([...this.runs.map(runKeys), memory]);
     } finally {
       this.drop();
     }
@@ -60,7 +60,7 @@ export class KeySorter {
   private async spillKeys(): Promise<void> {
     const keys = this.keys.sort(Buffer.compare);
     this.keys = [];
-    this.runs.push(await this.writeRun(arrayKeys(keys)));
+    this.runs.push(await this.writeRun(keys));
   }
 
   private async writeRun(keys: AsyncIterable<Buffer> | Iterable<Buffer>): Promise<SpillRun> {
@@ -84,10 +84,6 @@ export class KeySorter {
       throw err;
     }
   }
-}
-
-function* arrayKeys(keys: readonly Buffer[]): Generator<Buffer> {
-  yield* keys;
 }
 
 /** The keys of a run, record by record: each a view of its record. */
