@@ -283,13 +283,23 @@ export async function* leafSlices(src: NodeSource, rootOrLookup: number | (() =>
   // A write transaction's own pages are not in the file yet: only committed readers read around the pool.
   const transient = (opts.transient ?? false) && !(src instanceof TxnSource) && src instanceof CommittedSource;
   let runBuffer: Buffer | null = null;
-  /** Leaves of the last run read around the pool, valid until the next run is read. */
-  const runLeaves = new Map<number, LeafLike>();
+  /**
+   * Leaves of the last run read around the pool (runLeaves[k] is page runStart + k), valid
+   * until the next run is read. A fixed array, not a Map: with a Map cleared per run, every
+   * scavenge promoted the run's leaves (about a fifth of what the scan allocates), and V8
+   * grew its young generation by 25 MiB of RSS (measured with --trace-gc on a 2 GiB scan).
+   */
+  const runLeaves: (LeafLike | null)[] = new Array(maxReadAhead).fill(null);
+  let runStart = 0, runCount = 0;
+  const runLeaf = (pageNo: number): LeafLike | null => {
+    const k = pageNo - runStart;
+    return k >= 0 && k < runCount ? runLeaves[k] : null;
+  };
 
   const descend = async (pageNo: number, parent: BranchLike | null, edge: boolean): Promise<LeafLike> => {
     for (;;) {
       if (stack.length > MAX_DEPTH) throw corruptAt(pageNo * pageSize, 'tree deeper than any valid tree');
-      const node = runLeaves.get(pageNo) ?? (await src.nodeAsync(pageNo));
+      const node = runLeaf(pageNo) ?? (await src.nodeAsync(pageNo));
       if (parent) checkChild(parent, node, pageNo, pageSize);
       if (node.isLeaf) return node;
       const idx = !edge && seek ? childIndexFor(node, seek) : reverse ? node.count - 1 : 0;
@@ -300,7 +310,7 @@ export async function* leafSlices(src: NodeSource, rootOrLookup: number | (() =>
     }
   };
   const prefetchFrom = async (node: BranchLike, idx: number) => {
-    if (runLeaves.has(node.child(idx)) || src.pager.pool.has(node.child(idx))) return;
+    if (runLeaf(node.child(idx)) || src.pager.pool.has(node.child(idx))) return;
     const pages: number[] = [];
     readAheadPages = Math.min(maxReadAhead, readAheadPages * 2);
     for (let k = 0; k < readAheadPages; k++) {
@@ -323,14 +333,15 @@ export async function* leafSlices(src: NodeSource, rootOrLookup: number | (() =>
     while (lo > 0 && sorted[lo - 1] === sorted[lo] - 1 && usable(sorted[lo - 1])) lo--;
     while (hi + 1 < sorted.length && sorted[hi + 1] === sorted[hi] + 1 && usable(sorted[hi + 1])) hi++;
     const start = sorted[lo], count = hi - lo + 1;
-    runLeaves.clear(); // the caller is past every slice of the previous run (SliceOptions.transient)
+    runLeaves.fill(null); // the caller is past every slice of the previous run (SliceOptions.transient)
+    runStart = start; runCount = count;
     const buffer = (runBuffer ??= alignedBufferUnsafe(maxReadAhead * pageSize));
     const infos = await src.pager.readRunInto(start, count, buffer, PageType.Leaf);
     for (let k = 0; k < count; k++) {
       const info = infos[k];
       (src as CommittedSource).checkGeneration(start + k, info.generation);
       const page = buffer.subarray(k * pageSize, (k + 1) * pageSize);
-      runLeaves.set(start + k, decodeNode(asBuffer(pageBody(page, info)), info, (start + k) * pageSize) as LeafLike);
+      runLeaves[k] = decodeNode(asBuffer(pageBody(page, info)), info, (start + k) * pageSize) as LeafLike;
     }
   };
 
