@@ -171,7 +171,7 @@ async function orchestrate(): Promise<ScanLargeResult> {
     ['fs read, 1 MiB chunks (baseline)', mibps(result.fsBytesPerSecMedian), `median of ${runs}`],
     ['scan / fs read', fmtRatio(result.scanVsFs), cold ? 'cold page cache' : 'warm page cache'],
     ['peak RSS', `${(peak / 1024).toFixed(0)} MiB`, `budget cacheSize + 100 MiB = ${(RSS_BUDGET_KIB / 1024).toFixed(0)} MiB: ${result.withinBudget ? 'within' : 'OVER'}`],
-    ['  RSS before open', `${(result.rssBeforeOpenKiB / 1024).toFixed(0)} MiB`, 'node + tsx loader + imports'],
+    ['  RSS before open', `${(result.rssBeforeOpenKiB / 1024).toFixed(0)} MiB`, 'node + imports (an esbuild bundle, no tsx)'],
     ['  peak RSS − RSS before open', `${((peak - result.rssBeforeOpenKiB) / 1024).toFixed(0)} MiB`, `what opening and scanning added; cacheSize is ${CACHE_BYTES / MiB} MiB`],
     ['  peak arrayBuffers', `${(result.peakArrayBuffersBytes / MiB).toFixed(0)} MiB`, 'page buffers in the pool plus those awaiting GC'],
     ['  peak heapUsed', `${(Math.max(...measured.map((x) => x.peakHeapUsedBytes)) / MiB).toFixed(0)} MiB`, ''],
