@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import esbuild from 'esbuild';
+import { createRequire } from 'node:module';
 import type { Cell } from '../storage/btree.js';
 
 export const MiB = 2 ** 20;
@@ -153,6 +153,8 @@ export function peakRssKiB(): number {
 function childEntry(file: string): string[] {
   if (!file.endsWith('.ts') || process.env.BENCH_TSX === '1') return [...process.execArgv, file];
   const out = path.join(path.dirname(file), `.${path.basename(file, '.ts')}.bundle.mjs`);
+  // Loaded here, not at the top: every child imports this module, and esbuild would add ~3 MiB to its RSS.
+  const esbuild = createRequire(import.meta.url)('esbuild') as typeof import('esbuild');
   esbuild.buildSync({ entryPoints: [file], outfile: out, bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning' });
   return [out];
 }
