@@ -22,7 +22,9 @@ export interface AggregateSpec {
   readonly path?: string;
 }
 
-const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: true });
+// copyBuffers: a spill record is a view of a buffer its run reuses (SpillRun.records), so binary
+// values decoded from it must own their bytes.
+const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: true, copyBuffers: true });
 const PARTITIONS = 16;
 const MAX_LEVEL = 6;
 const GROUP_OVERHEAD_BYTES = 96;

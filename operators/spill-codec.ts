@@ -6,7 +6,9 @@ import { Packr } from 'msgpackr';
 import { ModelVaultError } from '../storage/errors.js';
 import type { Batch, Vector } from './batch.js';
 
-const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: true });
+// copyBuffers: a spill record is a view of a buffer its run reuses (SpillRun.records), so binary
+// values decoded from it must own their bytes.
+const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: true, copyBuffers: true });
 
 type Encoded = [number, [string, 0 | 1 | 2, unknown, Uint8Array | null][]];
 
