@@ -48,12 +48,15 @@ async function build(size: Size, prefix: string): Promise<DataFiles> {
     await fn();
     console.log(`${label}: ${si(rows)} orders + 100 k customers in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${(fs.statSync(file).size / MiB).toFixed(0)} MiB`);
   };
-  if (wanted(`${prefix}/modelvault`) || (size === 'n' && (wanted('group/modelvault') || wanted('join/modelvault') || wanted('group-64/modelvault') || wanted('join-64/modelvault')))) {
+  // The groups whose cases read this size's files (sort-64 included: CASES=sort-64 alone built nothing).
+  const groups = size === 'n' ? ['sort', 'sort-64', 'group', 'group-64', 'join', 'join-64'] : [prefix];
+  const needs = (engine: string) => groups.some((g) => wanted(`${g}/${engine}`));
+  if (needs(MODELVAULT)) {
     out.mv = path.join(dir, `${size}.modelvault`);
     await timed('ModelVault', out.mv, () => mvBuild(out.mv!, rows, { indexed: false, customers: true }));
   }
   const S = await loadSqlite();
-  if (S && (wanted(`${prefix}/${SQLITE}`) || (size === 'n' && [`group/${SQLITE}`, `join/${SQLITE}`, `group-64/${SQLITE}`, `join-64/${SQLITE}`].some(wanted)))) {
+  if (S && needs(SQLITE)) {
     out.sqlite = path.join(dir, `${size}.sqlite`);
     await timed('better-sqlite3', out.sqlite, () => {
       const db = sqliteOpen(S, out.sqlite!, CACHE_BYTES);
@@ -64,7 +67,7 @@ async function build(size: Size, prefix: string): Promise<DataFiles> {
     });
   }
   const api = await loadDuck();
-  if (api && (wanted(`${prefix}/${DUCKDB}`) || (size === 'n' && [`group/${DUCKDB}`, `join/${DUCKDB}`, `group-64/${DUCKDB}`, `join-64/${DUCKDB}`].some(wanted)))) {
+  if (api && needs(DUCKDB)) {
     out.duck = path.join(dir, `${size}.duckdb`);
     await timed('DuckDB', out.duck, async () => {
       const inst = await api.DuckDBInstance.create(out.duck!);
