@@ -12,7 +12,7 @@ import { LeafView, OverflowRef, childIndexFor, firstAtOrAfter, type BranchLike, 
 import { alignedBufferUnsafe } from '../storage/block-store.js';
 import { readOverflow, type KeyBounds, type NodeSource } from '../storage/btree.js';
 import { ModelVaultError } from '../storage/errors.js';
-import { keySuffix } from '../storage/keys.js';
+import { keySuffixStart } from '../storage/keys.js';
 import type { Pager } from '../storage/pager.js';
 import { gatherBatch, sliceBatch, type Batch, type Vector } from './batch.js';
 import { compileSelector, exprToString, type Expr } from './expr.js';
@@ -84,16 +84,17 @@ export class IndexScanOp implements Operator {
       throwIfAborted(ctx.signal);
       for (let k = 0; k < slice.end - slice.start; k++) {
         const i = this.bounds.reverse ? slice.end - 1 - k : slice.start + k;
-        const pk = keySuffix(slice.leaf.key(i), this.indexParts);
+        const key = slice.leaf.key(i);
+        const pkAt = keySuffixStart(key, this.indexParts), pkBytes = key.byteLength - pkAt;
         const from = n === 0 ? 0 : keyEnds[n - 1];
-        if (from + pk.byteLength > keyBytes.byteLength) {
-          const grown = Buffer.allocUnsafe(Math.max(keyBytes.byteLength * 2, from + pk.byteLength));
+        if (from + pkBytes > keyBytes.byteLength) {
+          const grown = Buffer.allocUnsafe(Math.max(keyBytes.byteLength * 2, from + pkBytes));
           keyBytes.copy(grown, 0, 0, from);
           keyBytes = grown;
         }
         if (n >= keyEnds.length) { const e = new Uint32Array(keyEnds.length * 2); e.set(keyEnds); keyEnds = e; }
-        pk.copy(keyBytes, from);
-        keyEnds[n++] = from + pk.byteLength;
+        key.copy(keyBytes, from, pkAt);
+        keyEnds[n++] = from + pkBytes;
         if (n >= want) {
           want = Math.min(want * 4, MAX_CHUNK);
           yield* flush();
@@ -134,9 +135,9 @@ export class IndexScanOp implements Operator {
         if (col.column >= leaf.columns) { mode[c] = ABSENT; continue; }
         const view = leaf.column(col.column);
         bits[c] = view.absent;
-        if (col.decoder.kind === 'f64' && view.kind === 'fixed' && view.width === 8) {
+        if (col.decoder.kind === 'f64' && view.kind === 'fixed' && view.f64 !== null) {
           mode[c] = F64;
-          f64Views[c] = new Float64Array(view.data.buffer, view.data.byteOffset, leaf.count);
+          f64Views[c] = view.f64;
         } else if (col.decoder.kind === 'utf8' && view.kind === 'fixed') {
           mode[c] = UTF8_FIXED;
           datas[c] = view.data as Buffer;

@@ -103,8 +103,8 @@ function readFromView(leaf: LeafView, rows: ArrayLike<number>, count: number, ou
   const view = leaf.column(c);
   const bits = view.absent;
   if (kind === 'f64') {
-    if (view.kind !== 'fixed' || view.width !== 8) return false;
-    const all = new Float64Array(view.data.buffer, view.data.byteOffset, leaf.count);
+    if (view.kind !== 'fixed' || view.f64 === null) return false;
+    const all = view.f64;
     const values = out.f64!;
     for (let k = 0; k < count; k++) values[at + k] = all[rows[k]];
     if (bits !== null) {
@@ -141,8 +141,8 @@ function readFromView(leaf: LeafView, rows: ArrayLike<number>, count: number, ou
 function f64Run(leaf: LeafView, col: ScanColumn, start: number, end: number): Float64Array | null {
   if (col.decoder.kind !== 'f64' || col.column >= leaf.columns) return null;
   const view = leaf.column(col.column);
-  if (view.kind !== 'fixed' || view.width !== 8 || view.absent !== null) return null;
-  return new Float64Array(view.data.buffer, view.data.byteOffset + start * 8, end - start);
+  if (view.kind !== 'fixed' || view.f64 === null || view.absent !== null) return null;
+  return view.f64.subarray(start, end);
 }
 
 export class TableScanOp implements Operator {

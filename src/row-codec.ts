@@ -166,8 +166,8 @@ function compileDecodeAt(columns: readonly ColumnCodec[], kinds: Uint8Array): De
     switch (kinds[k]) {
       case ENCODE_F64:
       case ENCODE_TIMESTAMP:
-        body.push(`const c${k} = leaf.column(${k});`, absentCheck(k), `if (c${k}.kind !== 'fixed' || c${k}.width !== 8) return null;`,
-          kinds[k] === ENCODE_F64 ? `const v${k} = c${k}.data.readDoubleLE(i * 8);` : `const v${k} = new Date(c${k}.data.readDoubleLE(i * 8));`);
+        body.push(`const c${k} = leaf.column(${k});`, absentCheck(k), `if (c${k}.kind !== 'fixed' || c${k}.f64 === null) return null;`,
+          kinds[k] === ENCODE_F64 ? `const v${k} = c${k}.f64[i];` : `const v${k} = new Date(c${k}.f64[i]);`);
         break;
       case ENCODE_UTF8:
         body.push(`const c${k} = leaf.column(${k});`, absentCheck(k), `let v${k};`,

@@ -302,6 +302,11 @@ export interface FixedColumn {
   readonly data: Uint8Array;
   /** Bit i set = cell i absent; null when every cell is present. */
   readonly absent: Uint8Array | null;
+  /**
+   * `data` as float64 values when the width is 8 (numbers, timestamps) and the data aligned:
+   * made with the view, so a leaf kept in the pool hands every query the same array.
+   */
+  readonly f64: Float64Array | null;
 }
 
 export interface VariableColumn {
@@ -372,7 +377,10 @@ export class LeafView implements LeafLike {
     const absent = flags & FLAG_ABSENT ? bitmap() : null;
     if (kind === KIND_FIXED) {
       if (p + count * width > sectionEnd) throw corruptAt(offset + p, 'fixed column runs past its section');
-      return { kind: 'fixed', width, data: body.subarray(p, p + count * width), absent };
+      const data = body.subarray(p, p + count * width);
+      // Sections of pages we write are 8-byte aligned; a crafted page's may not be, and reads then take the cell by cell path.
+      const f64 = width === 8 && data.byteOffset % 8 === 0 ? new Float64Array(data.buffer, data.byteOffset, count) : null;
+      return { kind: 'fixed', width, data, absent, f64 };
     }
     if (kind === KIND_VARIABLE) {
       const overflow = flags & FLAG_OVERFLOW ? bitmap() : null;

@@ -74,8 +74,8 @@ export function prefixBounds(parts: readonly KeyPart[]): { gte: Buffer; lt: Buff
   return { gte, lt: Buffer.concat([gte, Buffer.from([0xff, 0xff])]) };
 }
 
-/** The bytes after the first `parts` components of an encoded key (an index key's primary key). */
-export function keySuffix(key: Uint8Array, parts: number): Buffer {
+/** Where the bytes after the first `parts` components of an encoded key start (an index key's primary key). */
+export function keySuffixStart(key: Uint8Array, parts: number): number {
   let at = 0;
   for (let done = 0; done < parts; ) {
     if (at + 1 >= key.byteLength) throw new ModelVaultError('CORRUPT', 'index key has fewer components than its index', { offset: -1 });
@@ -86,5 +86,5 @@ export function keySuffix(key: Uint8Array, parts: number): Buffer {
       at++;
     }
   }
-  return Buffer.from(key.buffer, key.byteOffset + at, key.byteLength - at);
+  return at;
 }
