@@ -333,22 +333,65 @@ export async function* leafSlices(src: NodeSource, rootOrLookup: number | (() =>
       return;
     }
     await readAround(pages);
+    readAhead(node, idx);
   };
-  /** Reads the run of consecutive, uncached pages of `pages` around pages[0] (the leaf needed now) into the reused buffer. */
-  const readAround = async (pages: readonly number[]) => {
+  /** The run of consecutive, uncached pages of `pages` around pages[0] (the leaf needed first). */
+  const runAround = (pages: readonly number[]): { start: number; count: number } => {
     const sorted = [...pages].sort((a, b) => a - b);
-    const first = sorted.indexOf(pages[0]); // the leaf needed now; neighbours join its run
+    const first = sorted.indexOf(pages[0]);
     let lo = first, hi = first;
     const usable = (p: number) => !src.pager.pool.has(p) && p > 0;
     while (lo > 0 && sorted[lo - 1] === sorted[lo] - 1 && usable(sorted[lo - 1])) lo--;
     while (hi + 1 < sorted.length && sorted[hi + 1] === sorted[hi] + 1 && usable(sorted[hi + 1])) hi++;
-    const start = sorted[lo], count = hi - lo + 1;
+    return { start: sorted[lo], count: hi - lo + 1 };
+  };
+  /**
+   * The next run, being read into a second buffer while the walk goes through the current one,
+   * so the scan does not stand idle waiting for each read (it did for a sixth of a scan's time).
+   */
+  let ahead: { start: number; buffer: Buffer; read: Promise<PageInfo[]> } | null = null;
+  let spare: Buffer | null = null;
+  /** Makes the run around pages[0] the current one: the run read ahead if it is that one, else a read now. */
+  const readAround = async (pages: readonly number[]) => {
+    const { start, count } = runAround(pages);
     runInfos = []; // the caller is past every slice of the previous run (SliceOptions.transient)
     current = null;
+    const next = ahead;
+    ahead = null;
+    if (next !== null) {
+      if (next.start === start) {
+        const infos = await next.read; // its failure is this read's
+        spare = runBuffer;
+        runBuffer = next.buffer;
+        runStart = start;
+        runInfos = infos;
+        return;
+      }
+      await next.read.catch(() => undefined); // not the run needed: only its buffer is
+      spare = next.buffer;
+    }
     const buffer = (runBuffer ??= alignedBufferUnsafe(maxReadAhead * pageSize));
     const infos = await src.pager.readRunInto(start, count, buffer, PageType.Leaf);
     runStart = start;
     runInfos = infos;
+  };
+  /** Starts reading the run after the current one under the same branch (walk order), if it is not in the pool. */
+  const readAhead = (node: BranchLike, idx: number) => {
+    const step = reverse ? -1 : 1;
+    let i = idx;
+    while (i >= 0 && i < node.count && inRun(node.child(i))) i += step;
+    const pages: number[] = [];
+    for (let k = 0; k < readAheadPages; k++, i += step) {
+      if (i < 0 || i >= node.count) break;
+      pages.push(node.child(i));
+    }
+    if (pages.length === 0 || src.pager.pool.has(pages[0])) return;
+    const { start, count } = runAround(pages);
+    const buffer = spare ?? alignedBufferUnsafe(maxReadAhead * pageSize);
+    spare = null;
+    const read = src.pager.readRunInto(start, count, buffer, PageType.Leaf);
+    read.catch(() => undefined); // awaited when the walk gets there; a walk that stops first never needs it
+    ahead = { start, buffer, read };
   };
 
   let leaf = await descend(root, null, false);
