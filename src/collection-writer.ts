@@ -6,7 +6,7 @@ import { emptyPackedRow } from '../storage/btree-node.js';
 import type { EngineTxn, TreeReader } from '../storage/engine.js';
 import { ModelVaultError } from '../storage/errors.js';
 import { KeySorter } from '../storage/key-sorter.js';
-import { encodeKey, prefixBounds, type KeyPart } from '../storage/keys.js';
+import { encodeKey, encodeKeyScratch, prefixBounds, type KeyPart } from '../storage/keys.js';
 import { encodeRowCount, readMeta, readRowCount, rowCountName, type CollectionMeta, type IndexMeta } from './catalog.js';
 import { RowCodec } from './row-codec.js';
 import { insertValidator, validateShape, validateValue, validationError } from './validate.js';
@@ -34,7 +34,21 @@ export class CollectionLayout {
   }
 
   rowKey(row: Row): Buffer {
-    return encodeKey(this.meta.primaryKey.map((f) => row[f] as KeyPart));
+    return encodeKey(this.primaryKeyParts(row));
+  }
+
+  /** `rowKey` in encodeKeyScratch's shared buffer: valid until the next key is encoded. */
+  rowKeyScratch(row: Row): Buffer {
+    return encodeKeyScratch(this.primaryKeyParts(row));
+  }
+
+  private readonly pkParts: KeyPart[] = [];
+  /** The row's primary key values, in an array reused from row to row. */
+  private primaryKeyParts(row: Row): KeyPart[] {
+    const fields = this.meta.primaryKey, parts = this.pkParts;
+    parts.length = fields.length;
+    for (let i = 0; i < fields.length; i++) parts[i] = row[fields[i]] as KeyPart;
+    return parts;
   }
 
   indexParts(ix: IndexMeta, row: Row): KeyPart[] {
@@ -125,8 +139,8 @@ export class CollectionWriter {
   insertNow(input: unknown): Promise<void> | null {
     const row = this.validateRow(input);
     if (this.hasUnique) return this.insertChecked(row);
-    const key = this.layout.rowKey(row);
     const indexKeys = this.indexKeys(row); // encoded and size-checked before the first change
+    const key = this.layout.rowKeyScratch(row); // after the index keys: the next encodeKey overwrites it
     this.rows.checkKey(key);
     const scratch = this.layout.codec.encodeScratch(row);
     let result: PutResult | null;
@@ -142,7 +156,7 @@ export class CollectionWriter {
       this.etx.poisoned ??= err as Error;
       throw err;
     }
-    if (result === null) return this.insertStored(row, key, indexKeys); // overflow pages needed
+    if (result === null) return this.insertStored(row, Buffer.from(key), indexKeys); // overflow pages needed
     if (result === 'exists') throw this.duplicateKey(row);
     this.rowDelta++;
     return this.etx.needsFlush ? this.etx.maybeFlush() : null;

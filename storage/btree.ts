@@ -493,13 +493,14 @@ export class BTreeWriter {
   /**
    * `put` of an already packed row, without awaiting; null when the entry is too large for a
    * leaf (its cells go to overflow pages: use `put`). Pages not cached are read synchronously.
-   * The tree keeps `packed` unless `scratch` says it is a reused buffer: then it is copied.
+   * The tree keeps `key` and `packed` unless `scratch` says they are reused buffers: then it
+   * copies what it keeps.
    */
   putPackedSync(key: Buffer, packed: PackedRow, mode: PutMode = 'upsert', scratch = false): PutResult | null {
     this.checkKey(key);
     if (entryBytes(key, packed) > this.maxEntryBytes) return null;
     if (mode !== 'update' && this.appendPackedSync(key, packed)) return 'inserted';
-    return this.place(key, scratch ? Buffer.from(packed) : packed, mode);
+    return scratch ? this.place(Buffer.from(key), Buffer.from(packed), mode) : this.place(key, packed, mode);
   }
 
   /**

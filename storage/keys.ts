@@ -43,6 +43,22 @@ function writePart(part: KeyPart): number {
 
 /** The key bytes of a composite key (one part for a single-field key). */
 export function encodeKey(parts: readonly KeyPart[]): Buffer {
+  const at = assemble(parts);
+  const out = Buffer.allocUnsafe(at);
+  for (let i = 0; i < at; i++) out[i] = assembled[i];
+  return out;
+}
+
+/**
+ * `encodeKey` into a buffer shared by every call: valid until the next encodeKey or
+ * encodeKeyScratch, so for keys that are copied at once (a row appended to a leaf).
+ */
+export function encodeKeyScratch(parts: readonly KeyPart[]): Buffer {
+  return assembled.subarray(0, assemble(parts));
+}
+
+/** Escapes and terminates the parts' ordered-binary encodings into `assembled`; returns the length. */
+function assemble(parts: readonly KeyPart[]): number {
   let at = 0;
   for (let p = 0; p < parts.length; p++) {
     const length = writePart(parts[p]);
@@ -62,9 +78,7 @@ export function encodeKey(parts: readonly KeyPart[]): Buffer {
     assembled[at++] = TERMINATOR[0];
     assembled[at++] = TERMINATOR[1];
   }
-  const out = Buffer.allocUnsafe(at);
-  for (let i = 0; i < at; i++) out[i] = assembled[i];
-  return out;
+  return at;
 }
 
 /** Bounds covering every key whose leading components equal `parts`. */
