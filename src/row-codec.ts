@@ -216,13 +216,10 @@ export class RowCodec {
     });
   }
 
-  /** `packRow(encode(row))` in one pass and one allocation (the write path's fast form). */
-  encodePacked(row: Record<string, unknown>): PackedRow {
-    this.encodeScratch(row);
-    return builder.finish();
-  }
-
-  /** `encodePacked` into a shared scratch buffer, valid until the next encode: no allocation. */
+  /**
+   * `packRow(encode(row))` in one pass, into a scratch buffer shared by every codec: valid until
+   * the next encode, so a caller that keeps the row copies it.
+   */
   encodeScratch(row: Record<string, unknown>): PackedRow {
     const b = builder;
     const fields = this.fieldNames, kinds = this.encodeKinds;

@@ -93,8 +93,8 @@ export function packRow(cells: readonly StoredCell[]): PackedRow {
 export const emptyPackedRow = (): PackedRow => EMPTY_ROW;
 
 /**
- * Builds packed rows cell by cell in one reusable scratch buffer, so encoding a row costs a
- * single allocation (the finished row) instead of one buffer per cell plus the packing copy.
+ * Builds packed rows cell by cell in one reusable scratch buffer: encoding a row allocates
+ * nothing, and a caller that keeps the row copies it (`current`).
  */
 export class PackedRowBuilder {
   private scratch = Buffer.allocUnsafe(4096);
@@ -102,6 +102,8 @@ export class PackedRowBuilder {
   private at = 0;
 
   begin(columns: number): void {
+    this.at = 0;
+    if (this.scratch.byteLength > 1 << 20) this.resize(4096); // a huge value passed through: do not keep its scratch
     this.at = 2;
     this.view.setUint16(0, columns, true);
   }
@@ -171,13 +173,6 @@ export class PackedRowBuilder {
   /** The row built so far, in the scratch buffer: valid until the next `begin`. */
   current(): PackedRow {
     return this.scratch.subarray(0, this.at);
-  }
-
-  finish(): PackedRow {
-    const out = Buffer.allocUnsafe(this.at);
-    copyBytes(this.scratch, 0, out, 0, this.at);
-    if (this.scratch.byteLength > 1 << 20) this.resize(4096); // a huge value passed through: do not keep its scratch
-    return out;
   }
 }
 
