@@ -512,7 +512,7 @@ export class BTreeWriter {
     const empty = emptyPackedRow();
     let k = 0;
     for await (const key of keys) {
-      if (!this.appendPackedSync(key, empty)) this.putPackedSync(Buffer.from(key), empty, 'upsert');
+      this.putPackedSync(key, empty, 'upsert', true); // appended when above every key; copied where kept
       if ((++k & 1023) === 0) await this.txn.maybeFlush();
     }
     await this.txn.maybeFlush();
