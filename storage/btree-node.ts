@@ -569,28 +569,19 @@ export class MutableLeaf implements LeafLike, DirtyPage {
     const n = this.keys.length;
     const rows = this.rows;
     const starts = cellStarts, lengths = cellLengths;
-    let width = -1, fixed = true, anyAbsent = false, anyOverflow = false, total = 0;
+    let cells = WIDTH_NONE, anyAbsent = false, anyOverflow = false, total = 0;
     for (let i = 0; i < n; i++) {
       const len = lengths[base + i];
       if (len === PACKED_ABSENT) { anyAbsent = true; continue; }
-      if (len === PACKED_OVERFLOW) { anyOverflow = true; fixed = false; total += OverflowRef.BYTES; continue; }
+      if (len === PACKED_OVERFLOW) { anyOverflow = true; cells = WIDTH_MIXED; total += OverflowRef.BYTES; continue; }
       total += len;
-      if (width === -1) width = len;
-      else if (width !== len) fixed = false;
+      if (cells === WIDTH_NONE) cells = len;
+      else if (cells !== len) cells = WIDTH_MIXED;
     }
-    // A column with no present cell (one added after these rows) costs only its absent bitmap.
-    if (width === -1 && !anyOverflow) { fixed = true; width = 0; }
-    if (width < 0 || width > 0xffff) fixed = false;
-    // Fixed layout only when it is no larger than offsets + bytes, so `bytes` stays an upper bound.
-    if (fixed && width > 0 && n * width > 4 * (n + 1) + total) fixed = false;
+    const width = fixedLayoutWidth(cells, n, total), fixed = width >= 0;
     const lengthOf = (i: number) => lengths[base + i];
     const descriptor = at;
-    at += COLUMN_DESCRIPTOR_BYTES;
-    const start = at;
-    out.fill(0, descriptor, descriptor + COLUMN_DESCRIPTOR_BYTES);
-    out[descriptor] = fixed ? KIND_FIXED : KIND_VARIABLE;
-    out[descriptor + 1] = (anyAbsent ? FLAG_ABSENT : 0) | (anyOverflow ? FLAG_OVERFLOW : 0);
-    out.writeUInt16LE(fixed ? width : 0, descriptor + 2);
+    at = beginColumn(out, at, width, (anyAbsent ? FLAG_ABSENT : 0) | (anyOverflow ? FLAG_OVERFLOW : 0));
     if (anyAbsent) at = writeBitmap(out, at, n, (i) => lengthOf(i) === PACKED_ABSENT);
     if (fixed) {
       for (let i = 0; i < n; i++) {
@@ -616,11 +607,7 @@ export class MutableLeaf implements LeafLike, DirtyPage {
       out.writeUInt32LE(dataAt - dataStart, offsetsAt + 4 * n);
       at = dataAt;
     }
-    const end = at;
-    at = pad8(at);
-    out.fill(0, end, at);
-    out.writeUInt32LE(at - start, descriptor + 4);
-    return at;
+    return endColumn(out, descriptor, at);
   }
 }
 
@@ -684,6 +671,38 @@ function writeBitmap(out: Buffer, at: number, n: number, isSet: (i: number) => b
   return at + bytes;
 }
 
+/** A column's cell width so far: none present yet, or not all one width (or an overflow cell). */
+const WIDTH_NONE = -1, WIDTH_MIXED = -2;
+
+/**
+ * The width a column is stored with, or -1 for the variable layout: fixed when every present
+ * cell has one width (0 when none is present: a column added later costs only its absent
+ * bitmap), and only when that is no larger than offsets + bytes, so `bytes` stays an upper bound.
+ */
+function fixedLayoutWidth(cells: number, n: number, total: number): number {
+  if (cells === WIDTH_NONE) return 0;
+  if (cells === WIDTH_MIXED || cells > 0xffff) return -1;
+  if (cells > 0 && n * cells > 4 * (n + 1) + total) return -1;
+  return cells;
+}
+
+/** Writes a column's descriptor (its section length comes in endColumn); returns where the section starts. */
+function beginColumn(out: Buffer, at: number, width: number, flags: number): number {
+  out.fill(0, at, at + COLUMN_DESCRIPTOR_BYTES);
+  out[at] = width >= 0 ? KIND_FIXED : KIND_VARIABLE;
+  out[at + 1] = flags;
+  out.writeUInt16LE(width >= 0 ? width : 0, at + 2);
+  return at + COLUMN_DESCRIPTOR_BYTES;
+}
+
+/** Pads the column section that ends at `end` to 8 bytes and records its length; returns where the next starts. */
+function endColumn(out: Buffer, descriptor: number, end: number): number {
+  const at = pad8(end);
+  out.fill(0, end, at);
+  out.writeUInt32LE(at - descriptor - COLUMN_DESCRIPTOR_BYTES, descriptor + 4);
+  return at;
+}
+
 /**
  * The cell count of a packed row, or -1 when it holds an overflow reference (a row only the
  * general leaf form stores).
@@ -729,8 +748,6 @@ class ByteRun {
     this.ends[i] = this.used;
   }
 }
-
-const WIDTH_NONE = -1, WIDTH_MIXED = -2;
 
 /**
  * The rightmost leaf of a tree being loaded in key order, built column by column: an appended
@@ -820,25 +837,15 @@ export class AppendLeaf implements LeafLike, DirtyPage {
     return at;
   }
 
-  /** MutableLeaf.encodeColumn's layout decisions, from the column's run instead of packed rows. */
+  /** MutableLeaf.encodeColumn's layout, from the column's run instead of packed rows. */
   private encodeColumn(out: Buffer, at: number, c: number): number {
     const n = this.count, run = this.cells[c], bits = this.absent[c];
-    const total = run.used;
-    let width = this.widths[c];
-    let fixed = width !== WIDTH_MIXED;
-    if (width === WIDTH_NONE) width = 0;
-    if (width > 0xffff) fixed = false;
-    if (fixed && width > 0 && n * width > 4 * (n + 1) + total) fixed = false;
+    const width = fixedLayoutWidth(this.widths[c], n, run.used), fixed = width >= 0;
     const descriptor = at;
-    at += COLUMN_DESCRIPTOR_BYTES;
-    const start = at;
-    out.fill(0, descriptor, descriptor + COLUMN_DESCRIPTOR_BYTES);
-    out[descriptor] = fixed ? KIND_FIXED : KIND_VARIABLE;
-    out[descriptor + 1] = bits !== null ? FLAG_ABSENT : 0;
-    out.writeUInt16LE(fixed ? width : 0, descriptor + 2);
+    at = beginColumn(out, at, width, bits !== null ? FLAG_ABSENT : 0);
     if (bits !== null) at = writeBitmap(out, at, n, (i) => bitSet(bits, i));
     if (fixed) {
-      if (bits === null) run.data.copy(out, at, 0, total); // present cells of one width, back to back
+      if (bits === null) run.data.copy(out, at, 0, run.used); // present cells of one width, back to back
       else {
         for (let i = 0; i < n; i++) {
           const dst = at + i * width;
@@ -850,11 +857,7 @@ export class AppendLeaf implements LeafLike, DirtyPage {
     } else {
       at = writeRun(out, at, run, n);
     }
-    const end = at;
-    at = pad8(at);
-    out.fill(0, end, at);
-    out.writeUInt32LE(at - start, descriptor + 4);
-    return at;
+    return endColumn(out, descriptor, at);
   }
 }
 
