@@ -5,7 +5,7 @@
 //
 // Invariants:
 // (1) At most `runKeys` keys are held in memory; the rest wait in sorted spill runs.
-// (2) A merge reads at most FAN_IN runs at once (one 1 MiB extent each); more runs are first
+// (2) A merge reads at most FAN_IN runs at once (two 1 MiB buffers each); more runs are first
 //     merged into longer ones.
 import { ModelVaultError } from './errors.js';
 import type { SpillRun, SpillSpace } from './spill-space.js';
@@ -69,8 +69,8 @@ export class KeySorter {
       let record = Buffer.allocUnsafe(RECORD_BYTES), used = 0;
       for await (const key of keys) {
         if (used + 4 + key.byteLength > record.byteLength) {
-          if (used > 0) await writer.append(record.subarray(0, used));
-          record = Buffer.allocUnsafe(Math.max(RECORD_BYTES, 4 + key.byteLength));
+          if (used > 0) await writer.append(record.subarray(0, used)); // copied: the record is reused
+          if (4 + key.byteLength > record.byteLength) record = Buffer.allocUnsafe(4 + key.byteLength);
           used = 0;
         }
         record.writeUInt32LE(key.byteLength, used);
