@@ -262,8 +262,8 @@ export class RowCodec {
         continue;
       }
       const kind = this.encodeKinds[c];
-      if (view.kind === 'fixed' && view.width === 8 && (kind === ENCODE_F64 || kind === ENCODE_TIMESTAMP)) {
-        const v = (view.data as Buffer).readDoubleLE(i * 8);
+      if (view.kind === 'fixed' && view.f64 !== null && (kind === ENCODE_F64 || kind === ENCODE_TIMESTAMP)) {
+        const v = view.f64[i];
         row[col.field] = kind === ENCODE_F64 ? v : new Date(v);
       } else if (kind === ENCODE_UTF8 && view.kind === 'fixed') {
         row[col.field] = utf8Slice(view.data as Buffer, i * view.width, (i + 1) * view.width);
