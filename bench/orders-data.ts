@@ -189,10 +189,13 @@ export async function duckLoad(api: DuckApi, conn: DuckConnection, n: number, wi
  * wrote 3 GB in 244 s here, against 50 MB in 16 s with a 1 GiB budget. The read benchmarks
  * only need the file built, so they build it with a large budget; reads never see the knob.
  */
+/** Options for a new ModelVault file: PAGE_SIZE=16384 makes every benchmark create its files with that page size (default: the engine's). */
+export const createOptions = (): { pageSize?: number } => (process.env.PAGE_SIZE ? { pageSize: Number(process.env.PAGE_SIZE) } : {});
+
 export async function mvBuild(file: string, n: number, opts: { indexed: boolean; customers: boolean; dirtyBudgetBytes?: number }): Promise<void> {
   rmDb(file);
   const internal = opts.dirtyBudgetBytes ? { maxDirtyBytes: opts.dirtyBudgetBytes } : {};
-  const db = await Database.open(file, { cacheSize: 64 * MiB, ...internal } as Parameters<typeof Database.open>[1]);
+  const db = await Database.open(file, { cacheSize: 64 * MiB, ...createOptions(), ...internal } as Parameters<typeof Database.open>[1]);
   try {
     const orders = await db.register(opts.indexed ? IndexedOrders : Orders);
     await mvLoad(orders as Collection<OrdersModel>, n);

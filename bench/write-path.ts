@@ -15,6 +15,7 @@
 //   BIG=1 BIG_N=20000000 npx tsx bench/write-path.ts     adds the 20M-row case (many minutes)
 //   CASES=get npx tsx bench/write-path.ts       only the point lookups
 //   CASES=get CACHE_MIB=256 npx tsx bench/write-path.ts   lookups with caches that hold the whole file
+//   PAGE_SIZE=16384 npx tsx bench/write-path.ts   ModelVault files made with 16 KiB pages (every bench script takes it)
 //
 // Rows are orders-data.ts's seeded orders; every engine gets the same rows. Caches: 64 MiB for
 // ModelVault's buffer pool and SQLite's page cache; lmdb-js maps the file (its pages count in
@@ -26,7 +27,7 @@ import type { Collection } from '../src/index.js';
 import { MODELVAULT, benchDir, benchMain, manifest, reps, timeReps, wanted, type CaseDef, type Measured } from './compare.js';
 import { MiB, si } from './harness.js';
 import {
-  Orders, loadSqlite, makeOrder, mvBuild, orderRows, orderRowsAsync, randomIds, rmDb, sqliteLoad, sqliteOpen, type Order, type OrdersModel,
+  Orders, createOptions, loadSqlite, makeOrder, mvBuild, orderRows, orderRowsAsync, randomIds, rmDb, sqliteLoad, sqliteOpen, type Order, type OrdersModel,
 } from './orders-data.js';
 
 const N = Number(process.env.N ?? 1_000_000);
@@ -91,7 +92,7 @@ async function insertModelVault(): Promise<Measured> {
   let fileBytes = 0;
   const m = await timeReps(reps(3), 0, async () => {
     rmDb(file);
-    const db = await Database.open(file, { cacheSize: CACHE_BYTES });
+    const db = await Database.open(file, { cacheSize: CACHE_BYTES, ...createOptions() });
     const orders = (await db.register(Orders)) as Collection<OrdersModel>;
     const t0 = performance.now();
     const n = await orders.insertMany(orderRows(N));
@@ -197,7 +198,7 @@ async function getLmdb(): Promise<Measured> {
 async function bigModelVault(): Promise<Measured> {
   const file = path.join(benchDir(), `big-${process.pid}.modelvault`);
   rmDb(file);
-  const db = await Database.open(file, { cacheSize: CACHE_BYTES });
+  const db = await Database.open(file, { cacheSize: CACHE_BYTES, ...createOptions() });
   const rssSamples: { rows: number; rssMiB: number; heapMiB: number; s: number }[] = [];
   let fileBytes = 0;
   try {
