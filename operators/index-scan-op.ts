@@ -17,7 +17,7 @@ import type { Pager } from '../storage/pager.js';
 import { gatherBatch, sliceBatch, type Batch, type Vector } from './batch.js';
 import { compileSelector, exprToString, type Expr } from './expr.js';
 import { throwIfAborted, type ExecContext, type Operator } from './operator.js';
-import { decodeUtf8Cell, utf8Slice, type ScanColumn } from './scan-op.js';
+import { decodeUtf8Cell, dictionaryStrings, utf8Slice, type ScanColumn } from './scan-op.js';
 
 /** Largest chunk of keys fetched in one sweep (bounds the vectors a sweep holds). */
 const MAX_CHUNK = 16_384;
@@ -127,6 +127,8 @@ export class IndexScanOp implements Operator {
     const datas: (Buffer | null)[] = cols.map(() => null);
     const offsets: (Uint32Array | null)[] = cols.map(() => null);
     const widths = new Uint32Array(cols.length);
+    const dicts: (string[] | null)[] = cols.map(() => null);
+    const codes: (Uint8Array | null)[] = cols.map(() => null);
     const bind = (leaf: LeafLike) => {
       for (let c = 0; c < cols.length; c++) {
         const col = cols[c];
@@ -142,6 +144,10 @@ export class IndexScanOp implements Operator {
           mode[c] = UTF8_FIXED;
           datas[c] = view.data as Buffer;
           widths[c] = view.width;
+        } else if (col.decoder.kind === 'utf8' && view.kind === 'dict') {
+          mode[c] = UTF8_DICT;
+          dicts[c] = dictionaryStrings(view);
+          codes[c] = view.codes;
         } else if (col.decoder.kind === 'utf8' && view.kind === 'variable' && view.overflow === null) {
           mode[c] = UTF8_VAR;
           datas[c] = view.data;
@@ -220,6 +226,7 @@ export class IndexScanOp implements Operator {
         }
         if (m === F64) { f64[c]![pos] = f64Views[c]![i]; continue; }
         if (m === UTF8_VAR) { const o = offsets[c]!; anyv[c]![pos] = utf8Slice(datas[c]!, o[i], o[i + 1]); continue; }
+        if (m === UTF8_DICT) { anyv[c]![pos] = dicts[c]![codes[c]![i]]; continue; }
         if (m === UTF8_FIXED) { const w = widths[c]; anyv[c]![pos] = utf8Slice(datas[c]!, i * w, i * w + w); continue; }
         const col = cols[c];
         const cell = leaf.cell(i, col.column);
@@ -292,7 +299,7 @@ function sortKeys(keyBytes: Buffer, keyEnds: Uint32Array, count: number): Uint32
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 // How fetch() reads a column from the current leaf.
-const CELL = 0, F64 = 1, UTF8_VAR = 2, UTF8_FIXED = 3, ABSENT = 4;
+const CELL = 0, F64 = 1, UTF8_VAR = 2, UTF8_FIXED = 3, ABSENT = 4, UTF8_DICT = 5;
 
 function decodeCell(col: ScanColumn, cell: Uint8Array): unknown {
   return col.decoder.kind === 'utf8' ? decodeUtf8Cell(cell) : col.decoder.kind === 'value' ? col.decoder.decode(cell as Buffer) : undefined;

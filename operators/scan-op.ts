@@ -2,7 +2,7 @@
 // query needs, evaluates the pushed-down predicate on the predicate columns first and decodes
 // the remaining columns only for the rows that pass. Fixed-width numeric columns are read
 // through a Float64Array view of the page, never parsed cell by cell.
-import { LeafView, OverflowRef } from '../storage/btree-node.js';
+import { LeafView, OverflowRef, type DictColumn } from '../storage/btree-node.js';
 import { readOverflow, type KeyBounds, type LeafSlice } from '../storage/btree.js';
 import type { Pager } from '../storage/pager.js';
 import type { Batch, Vector } from './batch.js';
@@ -29,6 +29,22 @@ type Utf8Sliceable = Buffer & { utf8Slice(start: number, end: number): string };
 export const utf8Slice = (b: Buffer, start: number, end: number): string => (b as Utf8Sliceable).utf8Slice(start, end);
 export const decodeUtf8Cell = (c: Uint8Array): string =>
   utf8Slice(Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength), 0, c.byteLength);
+
+const dictionaryCache = new WeakMap<DictColumn, string[]>();
+
+/**
+ * The values of a dictionary column as strings, decoded once per column view: every cell of a
+ * leaf that holds a value gets the same string, and a leaf kept in the pool keeps its strings.
+ */
+export function dictionaryStrings(view: DictColumn): string[] {
+  let strings = dictionaryCache.get(view);
+  if (strings === undefined) {
+    strings = new Array<string>(view.size);
+    for (let k = 0; k < view.size; k++) strings[k] = utf8Slice(view.data, view.offsets[k], view.offsets[k + 1]);
+    dictionaryCache.set(view, strings);
+  }
+  return strings;
+}
 
 /**
  * One column of an output batch being filled, leaf by leaf, at increasing offsets. Numbers
@@ -123,6 +139,14 @@ function readFromView(leaf: LeafView, rows: ArrayLike<number>, count: number, ou
       for (let k = 0; k < count; k++) {
         const i = rows[k];
         values[at + k] = bits !== null && (bits[i >> 3] & (1 << (i & 7))) !== 0 ? undefined : utf8Slice(data, i * w, i * w + w);
+      }
+      return true;
+    }
+    if (view.kind === 'dict') {
+      const strings = dictionaryStrings(view), codes = view.codes;
+      for (let k = 0; k < count; k++) {
+        const i = rows[k];
+        values[at + k] = bits !== null && (bits[i >> 3] & (1 << (i & 7))) !== 0 ? undefined : strings[codes[i]];
       }
       return true;
     }

@@ -1,8 +1,9 @@
 // B+tree node formats. A leaf stores its keys together, then each value column together
 // (see FORMAT.md): a column whose present cells all have one width is stored fixed-width and
 // 8-byte aligned, so an upper layer that encodes float64 cells gets a Float64Array view of
-// the page with no copy; other columns are offsets + bytes. A scan that needs two columns
-// touches two column sections and builds nothing else.
+// the page with no copy; a column whose cells repeat a few distinct byte strings is stored as
+// that dictionary plus a one-byte code per cell; other columns are offsets + bytes. A scan
+// that needs two columns touches two column sections and builds nothing else.
 import { alignedBufferUnsafe } from './block-store.js';
 import { corruptAt } from './errors.js';
 import { PageType, type PageInfo } from './page.js';
@@ -32,6 +33,14 @@ const FLAG_ABSENT = 1;
 const FLAG_OVERFLOW = 2;
 const KIND_VARIABLE = 0;
 const KIND_FIXED = 1;
+const KIND_DICT = 2;
+/** A dictionary column's codes are one byte. */
+const DICT_MAX_VALUES = 256;
+/** Longer cells are not looked up for a dictionary: hashing them costs more than it saves. */
+const DICT_MAX_CELL_BYTES = 64;
+/** After this many present cells, a column with more distinct values than DICT_SAMPLE_DISTINCT is not tried further. */
+const DICT_SAMPLE_CELLS = 128;
+const DICT_SAMPLE_DISTINCT = 96;
 
 const pad8 = (n: number) => (n + 7) & ~7;
 const bitmapBytes = (count: number) => pad8((count + 7) >> 3);
@@ -313,7 +322,21 @@ export interface VariableColumn {
   readonly overflow: Uint8Array | null;
 }
 
-export type ColumnView = FixedColumn | VariableColumn;
+/**
+ * A column of few distinct cell values: cell i holds the bytes of dictionary entry codes[i],
+ * data[offsets[code], offsets[code + 1]). Codes of absent cells are 0; every code is checked
+ * to be below `size` when the view is made.
+ */
+export interface DictColumn {
+  readonly kind: 'dict';
+  readonly size: number;
+  readonly codes: Uint8Array;
+  readonly offsets: Uint32Array;
+  readonly data: Buffer;
+  readonly absent: Uint8Array | null;
+}
+
+export type ColumnView = FixedColumn | VariableColumn | DictColumn;
 
 export const bitSet = (bitmap: Uint8Array | null, i: number): boolean => bitmap !== null && (bitmap[i >> 3] & (1 << (i & 7))) !== 0;
 
@@ -348,8 +371,10 @@ export class LeafView implements LeafLike {
     this.sections = new Uint32Array(2 * this.columns);
     for (let c = 0; c < this.columns; c++) {
       if (at + COLUMN_DESCRIPTOR_BYTES > end) throw corruptAt(offset + at, 'leaf column descriptor runs past the page');
-      const sectionEnd = at + COLUMN_DESCRIPTOR_BYTES + body.readUInt32LE(at + 4);
+      const sectionBytes = body.readUInt32LE(at + 4), sectionEnd = at + COLUMN_DESCRIPTOR_BYTES + sectionBytes;
       if (sectionEnd > end) throw corruptAt(offset + at + COLUMN_DESCRIPTOR_BYTES, 'leaf column runs past the page');
+      // Writers pad every section to 8 bytes; views of offsets and numbers rely on that alignment.
+      if (sectionBytes % 8 !== 0) throw corruptAt(offset + at + 4, 'leaf column section length is not a multiple of 8');
       this.sections[2 * c] = at;
       this.sections[2 * c + 1] = sectionEnd;
       at = sectionEnd;
@@ -385,6 +410,20 @@ export class LeafView implements LeafLike {
       checkOffsets(offsets, sectionEnd - p, offset + p, 'cell');
       return { kind: 'variable', offsets, data: body.subarray(p, p + offsets[count]), absent, overflow };
     }
+    if (kind === KIND_DICT) {
+      const size = width;
+      if (size === 0 || size > DICT_MAX_VALUES) throw corruptAt(offset + at + 2, `dictionary column of ${size} values`);
+      if (p + 4 * (size + 1) > sectionEnd) throw corruptAt(offset + p, 'dictionary offsets run past their section');
+      const offsets = new Uint32Array(body.buffer, body.byteOffset + p, size + 1);
+      p += 4 * (size + 1);
+      checkOffsets(offsets, sectionEnd - p, offset + p, 'dictionary');
+      const data = body.subarray(p, p + offsets[size]);
+      p += offsets[size];
+      if (p + count > sectionEnd) throw corruptAt(offset + p, 'dictionary codes run past their section');
+      const codes = body.subarray(p, p + count);
+      for (let i = 0; i < count; i++) if (codes[i] >= size) throw corruptAt(offset + p + i, `dictionary code ${codes[i]} of ${size} values`);
+      return { kind: 'dict', size, codes, offsets, data, absent };
+    }
     throw corruptAt(offset + at, `unknown column kind ${kind}`);
   }
 
@@ -410,6 +449,7 @@ export class LeafView implements LeafLike {
     const col = this.column(c);
     if (bitSet(col.absent, i)) return null;
     if (col.kind === 'fixed') return asBuffer(col.data.subarray(i * col.width, (i + 1) * col.width));
+    if (col.kind === 'dict') { const code = col.codes[i]; return col.data.subarray(col.offsets[code], col.offsets[code + 1]); }
     const bytes = col.data.subarray(col.offsets[i], col.offsets[i + 1]);
     if (bitSet(col.overflow, i)) {
       if (bytes.byteLength !== OverflowRef.BYTES) throw corruptAt(0, 'bad overflow reference');
@@ -580,10 +620,15 @@ export class MutableLeaf implements LeafLike, DirtyPage {
     }
     const width = fixedLayoutWidth(cells, n, total), fixed = width >= 0;
     const lengthOf = (i: number) => lengths[base + i];
+    const dictionary = fixed || anyOverflow ? 0
+      : planDictionary(n, total, (i) => (lengthOf(i) === PACKED_ABSENT ? null : rows[i]), (i) => starts[base + i], lengthOf);
     const descriptor = at;
-    at = beginColumn(out, at, width, (anyAbsent ? FLAG_ABSENT : 0) | (anyOverflow ? FLAG_OVERFLOW : 0));
+    at = beginColumn(out, at, dictionary > 0 ? KIND_DICT : fixed ? KIND_FIXED : KIND_VARIABLE, dictionary > 0 ? dictionary : Math.max(0, width),
+      (anyAbsent ? FLAG_ABSENT : 0) | (anyOverflow ? FLAG_OVERFLOW : 0));
     if (anyAbsent) at = writeBitmap(out, at, n, (i) => lengthOf(i) === PACKED_ABSENT);
-    if (fixed) {
+    if (dictionary > 0) {
+      at = writeDictionary(out, at, n, dictionary);
+    } else if (fixed) {
       for (let i = 0; i < n; i++) {
         const dst = at + i * width;
         const len = lengthOf(i);
@@ -686,13 +731,85 @@ function fixedLayoutWidth(cells: number, n: number, total: number): number {
   return cells;
 }
 
-/** Writes a column's descriptor (its section length comes in endColumn); returns where the section starts. */
-function beginColumn(out: Buffer, at: number, width: number, flags: number): number {
+/**
+ * Writes a column's descriptor (its section length comes in endColumn); returns where the
+ * section starts. `width`: the cell width of a fixed column, the dictionary size of a dict one.
+ */
+function beginColumn(out: Buffer, at: number, kind: number, width: number, flags: number): number {
   out.fill(0, at, at + COLUMN_DESCRIPTOR_BYTES);
-  out[at] = width >= 0 ? KIND_FIXED : KIND_VARIABLE;
+  out[at] = kind;
   out[at + 1] = flags;
-  out.writeUInt16LE(width >= 0 ? width : 0, at + 2);
+  out.writeUInt16LE(width, at + 2);
   return at + COLUMN_DESCRIPTOR_BYTES;
+}
+
+// The dictionary of the column being encoded (planDictionary → writeDictionary): each distinct
+// value's source bytes in first-seen order and each cell's code. Module scratch, reused.
+let dictCodes = new Uint8Array(1024);
+const dictIndex = new Map<string, number>();
+const dictSources: Uint8Array[] = [];
+const dictStarts: number[] = [];
+const dictLengths: number[] = [];
+
+type Latin1Sliceable = Uint8Array & { latin1Slice(start: number, end: number): string };
+
+/**
+ * The dictionary size for a column of n cells (`variableBytes` of cell bytes in all) when the
+ * dictionary layout is smaller than offsets + bytes, else 0. A cell is `lengthOf(i)` bytes of
+ * `sourceOf(i)` from `startOf(i)`, or absent when its source is null. Columns with cells longer
+ * than DICT_MAX_CELL_BYTES, or with many distinct values early on, are not tried. The choice
+ * depends only on the cells in order, so MutableLeaf and AppendLeaf make the same bytes.
+ */
+function planDictionary(n: number, variableBytes: number, sourceOf: (i: number) => Uint8Array | null,
+  startOf: (i: number) => number, lengthOf: (i: number) => number): number {
+  dictIndex.clear();
+  dictSources.length = dictStarts.length = dictLengths.length = 0;
+  if (dictCodes.length < n) dictCodes = new Uint8Array(Math.max(n, 2 * dictCodes.length));
+  let valueBytes = 0, present = 0;
+  for (let i = 0; i < n; i++) {
+    const src = sourceOf(i);
+    if (src === null) { dictCodes[i] = 0; continue; }
+    const start = startOf(i), len = lengthOf(i);
+    if (len > DICT_MAX_CELL_BYTES) return forgetDictionary();
+    const text = (src as Latin1Sliceable).latin1Slice(start, start + len);
+    let code = dictIndex.get(text);
+    if (code === undefined) {
+      code = dictIndex.size;
+      if (code >= DICT_MAX_VALUES) return forgetDictionary();
+      dictIndex.set(text, code);
+      dictSources.push(src);
+      dictStarts.push(start);
+      dictLengths.push(len);
+      valueBytes += len;
+    }
+    dictCodes[i] = code;
+    if (++present === DICT_SAMPLE_CELLS && dictIndex.size > DICT_SAMPLE_DISTINCT) return forgetDictionary();
+  }
+  const size = dictIndex.size;
+  if (size === 0 || 4 * (size + 1) + valueBytes + n >= 4 * (n + 1) + variableBytes) return forgetDictionary();
+  dictIndex.clear();
+  return size;
+}
+
+function forgetDictionary(): 0 {
+  dictIndex.clear();
+  dictSources.length = 0;
+  return 0;
+}
+
+/** u32 offsets[size+1], the values, then one code byte per cell (the planned dictionary). */
+function writeDictionary(out: Buffer, at: number, n: number, size: number): number {
+  let dataAt = at + 4 * (size + 1);
+  const base = dataAt;
+  for (let k = 0; k < size; k++) {
+    out.writeUInt32LE(dataAt - base, at + 4 * k);
+    copyBytes(dictSources[k] as Buffer, dictStarts[k], out, dataAt, dictLengths[k]);
+    dataAt += dictLengths[k];
+  }
+  out.writeUInt32LE(dataAt - base, at + 4 * size);
+  out.set(dictCodes.subarray(0, n), dataAt);
+  dictSources.length = 0; // do not keep the rows' buffers alive
+  return dataAt + n;
 }
 
 /** Pads the column section that ends at `end` to 8 bytes and records its length; returns where the next starts. */
@@ -841,10 +958,15 @@ export class AppendLeaf implements LeafLike, DirtyPage {
   private encodeColumn(out: Buffer, at: number, c: number): number {
     const n = this.count, run = this.cells[c], bits = this.absent[c];
     const width = fixedLayoutWidth(this.widths[c], n, run.used), fixed = width >= 0;
+    const dictionary = fixed ? 0
+      : planDictionary(n, run.used, (i) => (bitSet(bits, i) ? null : run.data), (i) => run.start(i), (i) => run.ends[i] - run.start(i));
     const descriptor = at;
-    at = beginColumn(out, at, width, bits !== null ? FLAG_ABSENT : 0);
+    at = beginColumn(out, at, dictionary > 0 ? KIND_DICT : fixed ? KIND_FIXED : KIND_VARIABLE, dictionary > 0 ? dictionary : Math.max(0, width),
+      bits !== null ? FLAG_ABSENT : 0);
     if (bits !== null) at = writeBitmap(out, at, n, (i) => bitSet(bits, i));
-    if (fixed) {
+    if (dictionary > 0) {
+      at = writeDictionary(out, at, n, dictionary);
+    } else if (fixed) {
       if (bits === null) run.data.copy(out, at, 0, run.used); // present cells of one width, back to back
       else {
         for (let i = 0; i < n; i++) {

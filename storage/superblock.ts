@@ -5,7 +5,8 @@ import { checksum } from './checksum.js';
 import { ModelVaultError } from './errors.js';
 
 export const MAGIC = 'MODELVLT';
-export const FORMAT_VERSION = 1;
+/** 2: leaf columns may be dictionary-encoded (kind 2); version-1 files are refused, not upgraded. */
+export const FORMAT_VERSION = 2;
 export const HEADER_BYTES = 64;
 export const SUPERBLOCK_OFFSETS = [4096, 8192] as const;
 export const SUPERBLOCK_BYTES = 64;

@@ -11,7 +11,7 @@ import { checksum } from '../../storage/checksum.js';
 import type { Cell } from '../../storage/btree.js';
 import { StorageEngine } from '../../storage/engine.js';
 import { ModelVaultError } from '../../storage/errors.js';
-import { SUPERBLOCK_BYTES, SUPERBLOCK_OFFSETS } from '../../storage/superblock.js';
+import { FORMAT_VERSION, SUPERBLOCK_BYTES, SUPERBLOCK_OFFSETS } from '../../storage/superblock.js';
 import {
   type Model, type StateDigest, cloneModel, del, digestReader, expectedDigest, makeTempDir, prng, put, randomBytes, randomInt, removeDatabase,
 } from './crash-helpers.js';
@@ -260,9 +260,13 @@ describe.each(MODES)('a damaged file gives CORRUPT (or exactly the right data), 
 
   it('a header naming another format version gives UNSUPPORTED_VERSION; a foreign file NOT_A_DATABASE', async () => {
     const future = Buffer.from(base.bytes);
-    future.writeUInt32LE(2, 8);
+    future.writeUInt32LE(FORMAT_VERSION + 1, 8);
     future.writeUInt32LE(checksum(future.subarray(0, 60)), 60);
-    expect(await checkCase(mode, file, base, future, 'format version 2')).toBe('UNSUPPORTED_VERSION');
+    expect(await checkCase(mode, file, base, future, 'a later format version')).toBe('UNSUPPORTED_VERSION');
+    const earlier = Buffer.from(base.bytes);
+    earlier.writeUInt32LE(1, 8); // version 1 had no dictionary columns; this build does not write it
+    earlier.writeUInt32LE(checksum(earlier.subarray(0, 60)), 60);
+    expect(await checkCase(mode, file, base, earlier, 'format version 1')).toBe('UNSUPPORTED_VERSION');
     const foreign = Buffer.from(base.bytes);
     foreign.write('SQLite f', 0, 'latin1');
     expect(await checkCase(mode, file, base, foreign, 'foreign magic')).toBe('NOT_A_DATABASE');

@@ -20,7 +20,7 @@ import { checksum } from '../../storage/checksum.js';
 import { ModelVaultError, type ErrorCode } from '../../storage/errors.js';
 import { PAGE_HEADER_BYTES, PageType, sealPage, verifyPage, type PageInfo } from '../../storage/page.js';
 import {
-  MAX_PAGE_SIZE, MIN_PAGE_SIZE, SUPERBLOCK_BYTES, SUPERBLOCK_OFFSETS, decodeHeader, decodeSuperblock, encodeHeader, encodeSuperblock,
+  FORMAT_VERSION, MAX_PAGE_SIZE, MIN_PAGE_SIZE, SUPERBLOCK_BYTES, SUPERBLOCK_OFFSETS, decodeHeader, decodeSuperblock, encodeHeader, encodeSuperblock,
 } from '../../storage/superblock.js';
 
 export interface FuzzRequest { numRuns: number; seed: number }
@@ -210,7 +210,7 @@ async function buildSamples(): Promise<Samples> {
   });
   const sb = (generation: number) => encodeSuperblock({ generation, pageCount: 40, catalogRoot: 3, freeListRoot: 7, freePageCount: 5, committedAtMs: 1.7e12 });
   return {
-    header: encodeHeader({ formatVersion: 1, pageSize: PAGE_SIZE }),
+    header: encodeHeader({ formatVersion: FORMAT_VERSION, pageSize: PAGE_SIZE }),
     superblocks: [sb(1), sb(2 ** 40), image.subarray(SUPERBLOCK_OFFSETS[0], SUPERBLOCK_OFFSETS[0] + SUPERBLOCK_BYTES), image.subarray(SUPERBLOCK_OFFSETS[1], SUPERBLOCK_OFFSETS[1] + SUPERBLOCK_BYTES)],
     pages,
     nodeBodies,

@@ -136,3 +136,64 @@ describe('packed rows', () => {
     }), { numRuns: 150 });
   });
 });
+
+describe('dictionary columns', () => {
+  const codec = new RowCodec(['k', 'tag'], { k: t.int().spec, tag: t.string().optional().spec });
+  /** A leaf of `tags` (undefined = absent) in column 1, encoded by both leaf forms; their bytes must agree. */
+  const encodeLeaf = (tags: (string | undefined)[]) => {
+    const append = new AppendLeaf(2), mutable = new MutableLeaf(2);
+    tags.forEach((tag, i) => {
+      const packed = Buffer.from(codec.encodeScratch(tag === undefined ? { k: i } : { k: i, tag }));
+      append.append(encodeKey([i]), packed);
+      mutable.insert(i, encodeKey([i]), packed);
+    });
+    const a = Buffer.alloc(1 << 20), m = Buffer.alloc(1 << 20);
+    const length = append.encodeInto(a);
+    expect(mutable.encodeInto(m)).toBe(length);
+    expect(a.subarray(0, length).equals(m.subarray(0, length))).toBe(true);
+    expect(length).toBeLessThanOrEqual(Math.ceil(append.bytes));
+    return a.subarray(0, length);
+  };
+  const pool = ['books', 'toys', 'é', '', 'garden tools', 'x'.repeat(64), '日本'];
+  const tagsArb = fc.array(fc.option(fc.constantFrom(...pool), { nil: undefined, freq: 8 }), { minLength: 40, maxLength: 600 });
+
+  it('a column of few distinct values is stored as a dictionary and reads back every cell', () => {
+    fc.assert(fc.property(tagsArb, (tags) => {
+      const view = new LeafView(encodeLeaf(tags), 0);
+      const col = view.column(1);
+      if (tags.some((x) => x !== undefined)) expect(col.kind).toBe('dict');
+      tags.forEach((tag, i) => {
+        const cell = view.cell(i, 1);
+        expect(cell === null ? undefined : Buffer.from(cell as Buffer).toString('utf8')).toBe(tag);
+      });
+    }), { numRuns: 100 });
+  });
+
+  it('a dictionary column is smaller than the same cells with offsets; distinct or long values stay variable', () => {
+    const tags = Array.from({ length: 500 }, (_, i) => pool[i % 5]);
+    const dict = encodeLeaf(tags);
+    expect(new LeafView(dict, 0).column(1).kind).toBe('dict');
+    const unique = encodeLeaf(tags.map((tag, i) => `${tag} ${i}`));
+    expect(new LeafView(unique, 0).column(1).kind).toBe('variable');
+    expect(dict.byteLength).toBeLessThan(unique.byteLength - 4 * 500);
+    const long = encodeLeaf(tags.map((tag) => tag.padEnd(65, '.')));
+    expect(new LeafView(long, 0).column(1).kind).toBe('variable');
+  });
+
+  it('a code outside the dictionary, or a dictionary size of 0, is CORRUPT when the column is read', () => {
+    const page = encodeLeaf(Array.from({ length: 100 }, (_, i) => pool[i % 3]));
+    const view = new LeafView(page, 0);
+    const col = view.column(1);
+    if (col.kind !== 'dict') throw new Error('expected a dictionary column');
+    const codeAt = col.codes.byteOffset - page.byteOffset;
+    const badCode = Buffer.from(page);
+    badCode[codeAt + 7] = col.size;
+    expect(() => new LeafView(badCode, 0).column(1)).toThrow(expect.objectContaining({ code: 'CORRUPT' }));
+    const emptyDict = Buffer.from(page);
+    const descriptor = col.offsets.byteOffset - page.byteOffset - 8;
+    expect(emptyDict[descriptor]).toBe(2); // the descriptor: kind 2, flags, u16 size
+    emptyDict.writeUInt16LE(0, descriptor + 2);
+    expect(() => new LeafView(emptyDict, 0).column(1)).toThrow(expect.objectContaining({ code: 'CORRUPT' }));
+    expect(new LeafView(page, 0).column(1).kind).toBe('dict'); // the undamaged page still reads
+  });
+});
