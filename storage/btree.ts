@@ -535,8 +535,11 @@ export class BTreeWriter {
     this.checkKey(key);
     const bytes = entryBytes(key, row);
     if (bytes > this.maxEntryBytes) return false;
-    const into = leaf.bytes + bytes > this.capacity || leaf.count + 1 >= MAX_NODE_ENTRIES ? this.startAppendLeaf(key) : target;
-    into.leaf.append(key, row);
+    let into = target;
+    if (leaf.count + 1 >= MAX_NODE_ENTRIES || !leaf.tryAppend(key, row, this.capacity)) {
+      into = this.startAppendLeaf(key);
+      into.leaf.append(key, row);
+    }
     // A flush wrote the leaf out since it was last changed: it is the transaction's page still.
     if (this.txn.getDirty(into.pageNo) !== into.leaf) this.txn.setDirty(into.pageNo, into.leaf);
     return true;
@@ -698,7 +701,8 @@ export class BTreeWriter {
   }
 
   private tooBig(node: MutableLeaf | MutableBranch): boolean {
-    return node.bytes > this.capacity || node.count >= MAX_NODE_ENTRIES;
+    if (node.count >= MAX_NODE_ENTRIES) return true;
+    return node.bytes > this.capacity && (!node.isLeaf || node.tightBytes() > this.capacity);
   }
 
   /**

@@ -93,6 +93,42 @@ describe('packed rows', () => {
     }), { numRuns: 200 });
   });
 
+  it('tightBytes bounds the encoding; an AppendLeaf filled by tryAppend fits its capacity and is not over it as a MutableLeaf', () => {
+    fc.assert(fc.property(fc.array(rowArb, { minLength: 1, maxLength: 200 }), fc.integer({ min: 2048, max: 16384 }), (rows, capacity) => {
+      const append = new AppendLeaf(columns.length);
+      const mutable = new MutableLeaf(columns.length);
+      let n = 0;
+      for (const row of rows) {
+        const packed = packOwn(row);
+        const key = encodeKey([n]);
+        const had = append.bytes;
+        if (!append.tryAppend(key, packed, capacity)) {
+          expect(append.bytes).toBe(had); // refused: nothing changed
+          break;
+        }
+        mutable.insert(n++, key, packed);
+      }
+      const page = Buffer.alloc(1 << 20);
+      const length = append.encodeInto(page);
+      if (n > 0) expect(length).toBeLessThanOrEqual(capacity);
+      expect(mutable.encodeInto(page)).toBe(length);
+      expect(mutable.tightBytes()).toBeGreaterThanOrEqual(length);
+      if (n > 0) expect(mutable.tightBytes()).toBeLessThanOrEqual(capacity);
+    }), { numRuns: 150 });
+  });
+
+  it('tryAppend fills a leaf of fixed-width cells to within a row of its capacity', () => {
+    const narrow = new RowCodec(['a', 'b', 'c'], { a: t.float().spec, b: t.float().spec, c: t.timestamp().spec });
+    const leaf = new AppendLeaf(3);
+    const capacity = 65536 - 32;
+    let n = 0;
+    while (leaf.tryAppend(encodeKey([n]), Buffer.from(narrow.encodeScratch({ a: n, b: n / 3, c: new Date(n) })), capacity)) n++;
+    const length = leaf.encodeInto(Buffer.alloc(capacity));
+    expect(length).toBeLessThanOrEqual(capacity);
+    expect(capacity - length).toBeLessThan(100); // a row is 24 bytes of cells, a key and an offset
+    expect(leaf.bytes).toBeGreaterThan(capacity); // the all-variable bound would have stopped well before
+  });
+
   it('plainCellCount refuses rows that hold an overflow reference', () => {
     expect(plainCellCount(packRow([Buffer.from('a'), null]))).toBe(2);
     expect(plainCellCount(packRow([Buffer.from('a'), new OverflowRef(7, 2, 100_000), null]))).toBe(-1);
