@@ -198,6 +198,9 @@ async function buildSamples(): Promise<Samples> {
     }
   }
   if (!seenTypes.has(PageType.Leaf) || !seenTypes.has(PageType.Branch)) throw new Error('sample image lacks leaf or branch pages');
+  const leaves = nodeBodies.filter((n) => n.info.type === PageType.Leaf).map((n) => new LeafView(aligned(n.body), 0));
+  const kinds = new Set(leaves.flatMap((leaf) => Array.from({ length: leaf.columns }, (_, c) => leaf.column(c).kind)));
+  for (const kind of ['fixed', 'variable', 'dict']) if (!kinds.has(kind as never)) throw new Error(`sample leaves lack a ${kind} column`);
 
   const codec = new RowCodec(initialMeta(Everything).columns, Everything.fields);
   const cells = [0, 1, 3, 7, 10_000].map((i) => codec.encode(everythingRow(i)).map((c) => (c === null ? new Uint8Array(0) : c)));
