@@ -7,7 +7,7 @@ import { Packr } from 'msgpackr';
 import type { SpillRun, SpillRunWriter } from '../storage/spill-space.js';
 import { valueAt, type Batch, type Vector } from './batch.js';
 import { compareValues } from './expr.js';
-import { run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats } from './operator.js';
+import { partitionIoPages, run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats } from './operator.js';
 import { pathVector } from './paths.js';
 import { hashValue } from './hash.js';
 import { F64HashTable } from './hash-table.js';
@@ -473,7 +473,7 @@ class SpillPartitions {
 
   constructor(private readonly ctx: ExecContext, label: string, private readonly level: number, private readonly stats?: OperatorStats) {
     for (let p = 0; p < PARTITIONS; p++) {
-      this.writers.push(ctx.spill.createRun(`${label}/L${level}P${p}`));
+      this.writers.push(ctx.spill.createRun(`${label}/L${level}P${p}`, partitionIoPages(ctx, PARTITIONS)));
       this.done.push([]);
     }
     if (stats) stats.partitions += PARTITIONS;

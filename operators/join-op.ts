@@ -5,7 +5,7 @@
 // block by block: chunks of the build side that fit, each against a full pass of the probe side.
 import type { SpillRun } from '../storage/spill-space.js';
 import { batchBytes, concatBatches, gather, gatherBatch, valueAt, type Batch, type Vector } from './batch.js';
-import { run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats } from './operator.js';
+import { partitionIoPages, run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats } from './operator.js';
 import { pathVector } from './paths.js';
 import { hashValue } from './hash.js';
 import { F64HashTable } from './hash-table.js';
@@ -446,7 +446,7 @@ async function* batchesOf(runIn: SpillRun): AsyncGenerator<Batch> {
 
 /** Splits a stream of batches into PARTITIONS spill runs by hash of `path`. */
 async function partition(ctx: ExecContext, source: Source, path: string, seed: number, label: string, stats?: OperatorStats): Promise<SpillRun[]> {
-  const writers = Array.from({ length: PARTITIONS }, (_, p) => ctx.spill.createRun(`${label}/S${seed}P${p}`));
+  const writers = Array.from({ length: PARTITIONS }, (_, p) => ctx.spill.createRun(`${label}/S${seed}P${p}`, partitionIoPages(ctx, PARTITIONS)));
   try {
     for await (const b of source()) {
       throwIfAborted(ctx.signal);

@@ -4,7 +4,7 @@
 import type { TreeReader } from '../storage/engine.js';
 import { ModelVaultError } from '../storage/errors.js';
 import type { MemoryPool } from '../storage/memory-pool.js';
-import type { SpillSpace } from '../storage/spill-space.js';
+import { spillIoPages, type SpillSpace } from '../storage/spill-space.js';
 import type { Batch } from './batch.js';
 
 export interface OperatorStats {
@@ -34,6 +34,15 @@ export interface Operator {
   /** One line for explain(): what this operator does with which parameters. */
   describe(): string;
   execute(ctx: ExecContext): AsyncGenerator<Batch>;
+}
+
+/**
+ * Extent size for an operator writing `partitions` spill runs at once: all their buffers
+ * together take at most a quarter of memoryLimit, but at least a page each (16 pages of grace
+ * partitioning under a 1 MiB limit: held outside the operator's reservation).
+ */
+export function partitionIoPages(ctx: ExecContext, partitions: number): number {
+  return spillIoPages(ctx.memory.limitBytes / (4 * partitions), ctx.spill.pageSize);
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {

@@ -2,7 +2,7 @@
 // spill pages and a k-way merge (several passes when there are more runs than the merge
 // fan-in). Stable: ties keep their input order (runs are merged in the order written).
 // Top-k (`limit` given) keeps only the best k rows seen so far and never sorts everything.
-import type { SpillRun } from '../storage/spill-space.js';
+import { spillIoPages, type SpillRun } from '../storage/spill-space.js';
 import { batchBytes, concatBatches, gatherBatch, valueAt, type Batch, type F64Vector, type Vector } from './batch.js';
 import { compareValues } from './expr.js';
 import { run, statsOf, throwIfAborted, type ExecContext, type Operator } from './operator.js';
@@ -236,17 +236,27 @@ export class SortOp implements Operator {
   async *execute(ctx: ExecContext): AsyncGenerator<Batch> {
     const stats = statsOf(ctx, this);
     using buffered = ctx.memory.reserve(`${this.name}#${this.id}`);
+    // Spill I/O buffers come out of the budget too: a run writer's extent (reserved for the
+    // sort's life, so a spill never finds the budget full) and, in the merge, each input's read
+    // and join buffers (reserved per input by mergeGroup). A memoryLimit too small to hold even
+    // one page each (a few pages in all) gets those minimum buffers outside its reservations.
+    const ioPages = spillIoPages(ctx.memory.limitBytes / 16, ctx.spill.pageSize), ioBytes = ioPages * ctx.spill.pageSize;
+    using io = ctx.memory.reserve(`${this.name}#${this.id} spill I/O`);
+    // Top-k keeps few rows and seldom spills: it keeps room for the writer's extent and reserves
+    // it only when it spills.
+    const full = !Number.isFinite(this.limit);
+    const headroom = ioBytes <= ctx.memory.limitBytes / 4 ? ioBytes : 0;
+    if (full) io.tryGrow(ioBytes);
     const runs: SpillRun[] = [];
     let pending: Batch[] = [];
     let pendingRows = 0;
     let bytesPerRow = 64;
     // Spilled chunks are sized so that a merge of several runs holds one chunk per run in budget.
     const chunkRows = () => Math.max(16, Math.min(ctx.batchSize, Math.floor(ctx.memory.limitBytes / (16 * bytesPerRow))));
-    const fanIn = () => Math.max(2, Math.min(MAX_FAN_IN, Math.floor((ctx.memory.limitBytes * 0.5) / (chunkRows() * bytesPerRow))));
-    const track = () => { if (stats) stats.peakReservedBytes = Math.max(stats.peakReservedBytes, buffered.peakBytes); };
+    const fanIn = () => Math.max(2, Math.min(MAX_FAN_IN, Math.floor((ctx.memory.limitBytes * 0.5) / (chunkRows() * bytesPerRow + mergeInputIoBytes(ioBytes)))));
+    const track = () => { if (stats) stats.peakReservedBytes = Math.max(stats.peakReservedBytes, buffered.peakBytes + io.size); };
     const label = `${this.name}#${this.id}`;
     // A full sort buffers into a SortBuffer (rows packed as they come); top-k keeps batches.
-    const full = !Number.isFinite(this.limit);
     const buf = full ? new SortBuffer(this.keys, (bs) => {
       const one = concatBatches(bs);
       bs.length = 0;
@@ -255,15 +265,16 @@ export class SortOp implements Operator {
     const spillSorted = async () => {
       if (buf) {
         if (buf.rows === 0) return;
-        runs.push(await writeRun(ctx, label, buf.sort(), chunkRows(), stats));
+        runs.push(await writeRun(ctx, label, buf.sort(), chunkRows(), ioPages, stats));
         buffered.free();
         return;
       }
       if (pending.length === 0) return;
+      if (io.size === 0) io.tryGrow(ioBytes);
       const sorted = sortRows(pending, this.keys);
       pending = [];
       pendingRows = 0;
-      runs.push(await writeRun(ctx, label, sortedView(sorted), chunkRows(), stats));
+      runs.push(await writeRun(ctx, label, sortedView(sorted), chunkRows(), ioPages, stats));
       buffered.free();
     };
     try {
@@ -281,9 +292,11 @@ export class SortOp implements Operator {
         }
         const bytes = estimate;
         bytesPerRow = Math.max(bytesPerRow, Math.ceil(bytes / batch.length));
-        if (!buffered.tryGrow(bytes)) {
+        // Top-k leaves room in the budget for the extent a spill would need (reserved then).
+        const grow = (n: number) => (io.size > 0 || ctx.memory.reservedBytes + n + headroom <= ctx.memory.limitBytes) && buffered.tryGrow(n);
+        if (!grow(bytes)) {
           if (pendingRows > this.limit) this.compactTopK(pending, buffered, (p, r) => { pending = p; pendingRows = r; });
-          if (!buffered.tryGrow(bytes)) {
+          if (!grow(bytes)) {
             await spillSorted();
             buffered.grow(bytes); // one batch must always fit: batches are small
           }
@@ -312,7 +325,7 @@ export class SortOp implements Operator {
       }
       await spillSorted();
       let produced = 0;
-      for await (const batch of mergeRuns(ctx, runs, this.keys, `${this.name}#${this.id}`, fanIn(), chunkRows(), stats)) {
+      for await (const batch of mergeRuns(ctx, runs, this.keys, `${this.name}#${this.id}`, fanIn(), chunkRows(), ioPages, stats)) {
         const take = Math.min(batch.length, this.limit - produced);
         yield take === batch.length ? batch : gatherBatch(batch, range(take));
         produced += take;
@@ -338,8 +351,8 @@ function range(n: number, from = 0): Uint32Array {
   return r;
 }
 
-async function writeRun(ctx: ExecContext, label: string, sorted: Sorted, chunk: number, stats?: { spilledBytes: number; spillRuns: number }): Promise<SpillRun> {
-  const writer = ctx.spill.createRun(label);
+async function writeRun(ctx: ExecContext, label: string, sorted: Sorted, chunk: number, ioPages: number, stats?: { spilledBytes: number; spillRuns: number }): Promise<SpillRun> {
+  const writer = ctx.spill.createRun(label, ioPages);
   const total = sorted.length;
   try {
     for (let from = 0; from < total; from += chunk) {
@@ -362,17 +375,20 @@ function sortedView(rows: SortedRows): Sorted {
   return { length: rows.ids.length, gather: (from, to) => gatherRows(rows, from, to, cache) };
 }
 
+/** A merge input's I/O: its read buffer and the buffer joining page bodies (a read's bodies plus a record carried over). */
+const mergeInputIoBytes = (ioBytes: number) => 2 * ioBytes;
+
 /** K-way merge of sorted runs; more runs than the fan-in are first merged into longer runs. */
-async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly SortKey[], label: string, fanIn: number, chunk: number, stats?: { spilledBytes: number; spillRuns: number }): AsyncGenerator<Batch> {
+async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly SortKey[], label: string, fanIn: number, chunk: number, ioPages: number, stats?: { spilledBytes: number; spillRuns: number }): AsyncGenerator<Batch> {
   // Each pass merges consecutive groups, keeping run order so ties stay in input order.
   while (runs.length > fanIn) {
     const merged: SpillRun[] = [];
     while (runs.length > 0) {
       const group = runs.splice(0, fanIn);
       if (group.length === 1) { merged.push(group[0]); continue; }
-      const writer = ctx.spill.createRun(label);
+      const writer = ctx.spill.createRun(label, ioPages);
       try {
-        for await (const b of mergeGroup(ctx, group, keys)) {
+        for await (const b of mergeGroup(ctx, group, keys, ioPages)) {
           // Records of `chunk` rows, like the first runs: the next merge holds one per run in budget.
           for (let from = 0; from < b.length; from += chunk) {
             const bytes = encodeBatch(gatherBatch(b, range(Math.min(chunk, b.length - from), from)));
@@ -392,7 +408,7 @@ async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly Sor
     }
     runs.push(...merged);
   }
-  yield* mergeGroup(ctx, runs, keys);
+  yield* mergeGroup(ctx, runs, keys, ioPages);
 }
 
 interface Cursor {
@@ -407,9 +423,10 @@ interface Cursor {
 const SEG_SHIFT = 20;
 const MAX_SEGS = 2 ** (32 - SEG_SHIFT);
 
-async function* mergeGroup(ctx: ExecContext, runs: readonly SpillRun[], keys: readonly SortKey[]): AsyncGenerator<Batch> {
+async function* mergeGroup(ctx: ExecContext, runs: readonly SpillRun[], keys: readonly SortKey[], ioPages: number): AsyncGenerator<Batch> {
   const cmp = makeRowComparator(keys);
   using room = ctx.memory.reserve('SortMerge');
+  room.tryGrow(runs.length * mergeInputIoBytes(ioPages * ctx.spill.pageSize)); // refused only under a budget of a few pages
   const cursors: Cursor[] = [];
   const advanceBatch = async (c: Cursor): Promise<boolean> => {
     const next = await c.it.next();
@@ -431,7 +448,7 @@ async function* mergeGroup(ctx: ExecContext, runs: readonly SpillRun[], keys: re
   };
   try {
     for (let r = 0; r < runs.length; r++) {
-      const c: Cursor = { it: runs[r].records()[Symbol.asyncIterator](), batch: { length: 0, vectors: new Map() }, vectors: [], row: 0, order: r, hi: null, lo: null, seg: -1 };
+      const c: Cursor = { it: runs[r].records(ioPages)[Symbol.asyncIterator](), batch: { length: 0, vectors: new Map() }, vectors: [], row: 0, order: r, hi: null, lo: null, seg: -1 };
       if (await advanceBatch(c)) cursors.push(c);
     }
     const less = (a: Cursor, b: Cursor) => {

@@ -7,7 +7,13 @@ import { ModelVaultError } from './errors.js';
 import { PAGE_HEADER_BYTES, PageType, pageBody, sealPage } from './page.js';
 import type { Pager } from './pager.js';
 
-const EXTENT_BYTES = 1 << 20;
+/** Largest extent a run writes at once (and so the largest I/O buffer a writer or reader holds). */
+const MAX_EXTENT_BYTES = 1 << 20;
+
+/** Pages of spill I/O (a writer's extent, a reader's read) that `bytes` allows: at least one, at most 1 MiB. */
+export function spillIoPages(bytes: number, pageSize: number): number {
+  return Math.max(1, Math.min(Math.floor(MAX_EXTENT_BYTES / pageSize), Math.floor(bytes / pageSize)));
+}
 
 interface Extent { start: number; pages: number }
 
@@ -16,22 +22,30 @@ export class SpillSpace {
   bytesWritten = 0;
   constructor(private readonly pager: () => Pager) {}
 
-  /** Starts a run; append records, then `finish()` for a readable `SpillRun`. */
-  createRun(label: string): SpillRunWriter {
-    return new SpillRunWriter(this, this.pager(), label);
+  /** Spill I/O moves whole pages: a writer's extent buffer and a reader's read are multiples of this. */
+  get pageSize(): number { return this.pager().pageSize; }
+
+  /**
+   * Starts a run; append records, then `finish()` for a readable `SpillRun`. It buffers
+   * `extentPages` pages (default: 1 MiB worth) before writing them as one extent: that buffer,
+   * allocated at the first record, is all the memory it holds.
+   */
+  createRun(label: string, extentPages?: number): SpillRunWriter {
+    return new SpillRunWriter(this, this.pager(), label, extentPages);
   }
 }
 
 /**
- * Appends length-prefixed records into 1 MiB extents of spill pages. The extent buffer, its page
- * image and the length prefix are allocated once per run and reused: a sort that spills 100 MiB
- * left 100 MiB of 1 MiB images for the GC, and they showed in its peak RSS.
+ * Appends length-prefixed records into extents of spill pages. Records are copied straight into
+ * the bodies of the extent's page image, one buffer allocated once per run and reused for every
+ * extent: a sort that spills 100 MiB left 100 MiB of 1 MiB images for the GC, and they showed
+ * in its peak RSS.
  */
 export class SpillRunWriter {
   private readonly extents: Extent[] = [];
-  private readonly buffer: Buffer;
   private image: Buffer | null = null;
   private readonly header = Buffer.allocUnsafe(4);
+  /** Body bytes filled in the current extent. */
   private used = 0;
   private records = 0;
   private bytes = 0;
@@ -39,11 +53,12 @@ export class SpillRunWriter {
   private readonly pagesPerExtent: number;
   private readonly bodyBytes: number;
 
-  constructor(private readonly space: SpillSpace, private readonly pager: Pager, readonly label: string) {
-    this.pagesPerExtent = Math.max(1, Math.floor(EXTENT_BYTES / pager.pageSize));
+  constructor(private readonly space: SpillSpace, private readonly pager: Pager, readonly label: string, extentPages?: number) {
+    this.pagesPerExtent = extentPages ?? spillIoPages(MAX_EXTENT_BYTES, pager.pageSize);
+    if (!Number.isInteger(this.pagesPerExtent) || this.pagesPerExtent < 1) throw new Error(`internal: spill extent of ${extentPages} pages`);
     this.bodyBytes = pager.pageSize - PAGE_HEADER_BYTES;
-    this.buffer = Buffer.allocUnsafe(this.pagesPerExtent * this.bodyBytes);
   }
+
 
   async append(record: Uint8Array): Promise<void> {
     if (this.done) throw new Error('internal: append to a finished spill run');
@@ -68,13 +83,17 @@ export class SpillRunWriter {
   }
 
   private async write(bytes: Uint8Array): Promise<void> {
+    const pageSize = this.pager.pageSize, capacity = this.pagesPerExtent * this.bodyBytes;
+    // The store is done with the image when write() resolves, so the next extent reuses it.
+    const image = (this.image ??= alignedBuffer(this.pagesPerExtent * pageSize));
     let from = 0;
     while (from < bytes.byteLength) {
-      const n = Math.min(bytes.byteLength - from, this.buffer.byteLength - this.used);
-      this.buffer.set(bytes.subarray(from, from + n), this.used);
+      const page = Math.floor(this.used / this.bodyBytes), inPage = this.used - page * this.bodyBytes;
+      const n = Math.min(bytes.byteLength - from, this.bodyBytes - inPage);
+      image.set(bytes.subarray(from, from + n), page * pageSize + PAGE_HEADER_BYTES + inPage);
       this.used += n;
       from += n;
-      if (this.used === this.buffer.byteLength) await this.flush();
+      if (this.used === capacity) await this.flush();
     }
   }
 
@@ -82,15 +101,12 @@ export class SpillRunWriter {
     const pages = Math.ceil(this.used / this.bodyBytes);
     const start = this.pager.allocateSpill(pages);
     this.extents.push({ start, pages });
-    // The store is done with the image when write() resolves, so the next flush may reuse it.
-    this.image ??= alignedBuffer(this.pagesPerExtent * this.pager.pageSize);
-    const image = this.image.subarray(0, pages * this.pager.pageSize);
+    const image = this.image!.subarray(0, pages * this.pager.pageSize);
     for (let p = 0; p < pages; p++) {
-      const chunk = this.buffer.subarray(p * this.bodyBytes, Math.min(this.used, (p + 1) * this.bodyBytes));
+      const body = Math.min(this.bodyBytes, this.used - p * this.bodyBytes);
       const page = image.subarray(p * this.pager.pageSize, (p + 1) * this.pager.pageSize);
-      page.set(chunk, PAGE_HEADER_BYTES);
-      page.fill(0, PAGE_HEADER_BYTES + chunk.byteLength); // no bytes of an earlier extent after the body
-      sealPage(page, PageType.Spill, start + p, 0, chunk.byteLength);
+      page.fill(0, PAGE_HEADER_BYTES + body); // no bytes of an earlier extent after the body
+      sealPage(page, PageType.Spill, start + p, 0, body);
     }
     await this.pager.store.write(start * this.pager.pageSize, image);
     this.bytes += this.used;
@@ -111,20 +127,22 @@ export class SpillRun {
 
   /**
    * The records in order. Each is a view of a buffer the run reuses: valid until the next
-   * record is pulled (decode or copy it first). Extents are read into one buffer and their page
-   * bodies joined in another, so reading a run back leaves no garbage per extent.
+   * record is pulled (decode or copy it first). Pages are read `readPages` at a time (default:
+   * a whole extent) into one buffer and their bodies joined in another, which holds the read's
+   * bodies plus a record that continues past them: reading a run back leaves no garbage per read.
    */
-  async *records(): AsyncGenerator<Buffer> {
+  async *records(readPages?: number): AsyncGenerator<Buffer> {
     const pageSize = this.pager.pageSize;
     let largest = 1;
     for (const e of this.extents) largest = Math.max(largest, e.pages);
-    const read = alignedBufferUnsafe(largest * pageSize);
+    const perRead = Math.max(1, Math.min(largest, readPages ?? largest));
+    const read = alignedBufferUnsafe(perRead * pageSize);
     let joined = Buffer.allocUnsafe(read.byteLength);
-    let held = 0; // bytes of joined[] not yet yielded: the start of a record that continues in the next extent
+    let held = 0; // bytes of joined[] not yet yielded: the start of a record that continues in the next read
     let produced = 0;
-    for (const extent of this.extents) {
+    for (const piece of pieces(this.extents, perRead)) {
       if (this.dropped) throw new ModelVaultError('ABORTED', 'spill run was released while being read');
-      const infos = await this.pager.readRunInto(extent.start, extent.pages, read, PageType.Spill);
+      const infos = await this.pager.readRunInto(piece.start, piece.pages, read, PageType.Spill);
       let bodies = 0;
       for (const info of infos) bodies += info.bodyLength;
       if (held + bodies > joined.byteLength) {
@@ -140,7 +158,7 @@ export class SpillRun {
       let at = 0;
       while (at + 4 <= held) {
         const len = joined.readUInt32LE(at);
-        if (len > this.byteLength) throw new ModelVaultError('CORRUPT', 'spill record longer than its run', { offset: extent.start * pageSize });
+        if (len > this.byteLength) throw new ModelVaultError('CORRUPT', 'spill record longer than its run', { offset: piece.start * pageSize });
         if (at + 4 + len > held) break;
         yield joined.subarray(at + 4, at + 4 + len);
         produced++;
@@ -162,5 +180,12 @@ export class SpillRun {
 
   [Symbol.dispose](): void {
     this.drop();
+  }
+}
+
+/** The extents cut into reads of at most `perRead` pages. */
+function* pieces(extents: readonly Extent[], perRead: number): Generator<Extent> {
+  for (const e of extents) {
+    for (let at = 0; at < e.pages; at += perRead) yield { start: e.start + at, pages: Math.min(perRead, e.pages - at) };
   }
 }
