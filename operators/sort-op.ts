@@ -247,6 +247,7 @@ export class SortOp implements Operator {
     const full = !Number.isFinite(this.limit);
     const headroom = ioBytes <= ctx.memory.limitBytes / 4 ? ioBytes : 0;
     if (full) io.tryGrow(ioBytes);
+    const grow = (n: number) => (io.size > 0 || ctx.memory.reservedBytes + n + headroom <= ctx.memory.limitBytes) && buffered.tryGrow(n);
     const runs: SpillRun[] = [];
     let pending: Batch[] = [];
     let pendingRows = 0;
@@ -292,8 +293,6 @@ export class SortOp implements Operator {
         }
         const bytes = estimate;
         bytesPerRow = Math.max(bytesPerRow, Math.ceil(bytes / batch.length));
-        // Top-k leaves room in the budget for the extent a spill would need (reserved then).
-        const grow = (n: number) => (io.size > 0 || ctx.memory.reservedBytes + n + headroom <= ctx.memory.limitBytes) && buffered.tryGrow(n);
         if (!grow(bytes)) {
           if (pendingRows > this.limit) this.compactTopK(pending, buffered, (p, r) => { pending = p; pendingRows = r; });
           if (!grow(bytes)) {
