@@ -59,7 +59,6 @@ export class SpillRunWriter {
     this.bodyBytes = pager.pageSize - PAGE_HEADER_BYTES;
   }
 
-
   async append(record: Uint8Array): Promise<void> {
     if (this.done) throw new Error('internal: append to a finished spill run');
     this.header.writeUInt32LE(record.byteLength, 0);
