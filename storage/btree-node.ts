@@ -560,16 +560,7 @@ export class MutableLeaf implements LeafLike, DirtyPage {
     for (let i = 0; i < n; i++) size += this.keys[i].byteLength;
     locateCells(this.rows, this.columns);
     for (let c = 0; c < this.columns; c++) {
-      const base = c * n;
-      let cells = WIDTH_NONE, anyAbsent = false, anyOverflow = false, total = 0;
-      for (let i = 0; i < n; i++) {
-        const len = cellLengths[base + i];
-        if (len === PACKED_ABSENT) { anyAbsent = true; continue; }
-        if (len === PACKED_OVERFLOW) { anyOverflow = true; cells = WIDTH_MIXED; total += OverflowRef.BYTES; continue; }
-        total += len;
-        if (cells === WIDTH_NONE) cells = len;
-        else if (cells !== len) cells = WIDTH_MIXED;
-      }
+      const { cells, total, anyAbsent, anyOverflow } = surveyColumn(n, c * n);
       size += columnBound(n, fixedLayoutWidth(cells, n, total), total, anyAbsent) + (anyOverflow ? bitmapBytes(n) : 0);
     }
     return size;
@@ -636,15 +627,7 @@ export class MutableLeaf implements LeafLike, DirtyPage {
     const n = this.keys.length;
     const rows = this.rows;
     const starts = cellStarts, lengths = cellLengths;
-    let cells = WIDTH_NONE, anyAbsent = false, anyOverflow = false, total = 0;
-    for (let i = 0; i < n; i++) {
-      const len = lengths[base + i];
-      if (len === PACKED_ABSENT) { anyAbsent = true; continue; }
-      if (len === PACKED_OVERFLOW) { anyOverflow = true; cells = WIDTH_MIXED; total += OverflowRef.BYTES; continue; }
-      total += len;
-      if (cells === WIDTH_NONE) cells = len;
-      else if (cells !== len) cells = WIDTH_MIXED;
-    }
+    const { cells, total, anyAbsent, anyOverflow } = surveyColumn(n, base);
     const width = fixedLayoutWidth(cells, n, total), fixed = width >= 0;
     const lengthOf = (i: number) => lengths[base + i];
     const dictionary = fixed || anyOverflow ? 0
@@ -745,6 +728,24 @@ function writeBitmap(out: Buffer, at: number, n: number, isSet: (i: number) => b
 
 /** A column's cell width so far: none present yet, or not all one width (or an overflow cell). */
 const WIDTH_NONE = -1, WIDTH_MIXED = -2;
+
+/** A located column (locateCells) as its layout choice needs it; one object, refilled by each call. */
+const columnSurvey = { cells: WIDTH_NONE, total: 0, anyAbsent: false, anyOverflow: false };
+
+/** The common width of the column's present cells (or WIDTH_NONE / WIDTH_MIXED), their bytes, and whether any is absent or an overflow reference. */
+function surveyColumn(n: number, base: number): typeof columnSurvey {
+  let cells = WIDTH_NONE, anyAbsent = false, anyOverflow = false, total = 0;
+  for (let i = 0; i < n; i++) {
+    const len = cellLengths[base + i];
+    if (len === PACKED_ABSENT) { anyAbsent = true; continue; }
+    if (len === PACKED_OVERFLOW) { anyOverflow = true; cells = WIDTH_MIXED; total += OverflowRef.BYTES; continue; }
+    total += len;
+    if (cells === WIDTH_NONE) cells = len;
+    else if (cells !== len) cells = WIDTH_MIXED;
+  }
+  columnSurvey.cells = cells; columnSurvey.total = total; columnSurvey.anyAbsent = anyAbsent; columnSurvey.anyOverflow = anyOverflow;
+  return columnSurvey;
+}
 
 /**
  * The width a column is stored with, or -1 for the variable layout: fixed when every present
