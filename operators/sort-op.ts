@@ -254,7 +254,9 @@ export class SortOp implements Operator {
     let bytesPerRow = 64;
     // Spilled chunks are sized so that a merge of several runs holds one chunk per run in budget.
     const chunkRows = () => Math.max(16, Math.min(ctx.batchSize, Math.floor(ctx.memory.limitBytes / (16 * bytesPerRow))));
-    const fanIn = () => Math.max(2, Math.min(MAX_FAN_IN, Math.floor((ctx.memory.limitBytes * 0.5) / (chunkRows() * bytesPerRow + mergeInputIoBytes(ioBytes)))));
+    // Counted with the smallest reads (a page an input): mergeGroup gives the inputs of a merge
+    // larger reads when fewer of them share the budget.
+    const fanIn = () => Math.max(2, Math.min(MAX_FAN_IN, Math.floor((ctx.memory.limitBytes * 0.5) / (chunkRows() * bytesPerRow + mergeInputIoBytes(1, ctx.spill.pageSize)))));
     const track = () => { if (stats) stats.peakReservedBytes = Math.max(stats.peakReservedBytes, buffered.peakBytes + io.size); };
     const label = `${this.name}#${this.id}`;
     // A full sort buffers into a SortBuffer (rows packed as they come); top-k keeps batches.
@@ -324,7 +326,7 @@ export class SortOp implements Operator {
       }
       await spillSorted();
       let produced = 0;
-      for await (const batch of mergeRuns(ctx, runs, this.keys, `${this.name}#${this.id}`, fanIn(), chunkRows(), ioPages, stats)) {
+      for await (const batch of mergeRuns(ctx, runs, this.keys, `${this.name}#${this.id}`, fanIn(), chunkRows(), chunkRows() * bytesPerRow, ioPages, stats)) {
         const take = Math.min(batch.length, this.limit - produced);
         yield take === batch.length ? batch : gatherBatch(batch, range(take));
         produced += take;
@@ -375,10 +377,19 @@ function sortedView(rows: SortedRows): Sorted {
 }
 
 /** A merge input's I/O: its read buffer and the buffer joining page bodies (a read's bodies plus a record carried over). */
-const mergeInputIoBytes = (ioBytes: number) => 2 * ioBytes;
+const mergeInputIoBytes = (readPages: number, pageSize: number) => 2 * readPages * pageSize;
+
+/**
+ * Pages each of `inputs` merge inputs reads at a time: as many as keep their I/O and one
+ * record of `chunkBytes` each within half the budget, between one page and `ioPages`.
+ */
+function mergeReadPages(ctx: ExecContext, inputs: number, chunkBytes: number, ioPages: number): number {
+  const share = (ctx.memory.limitBytes * 0.5) / inputs - chunkBytes;
+  return Math.max(1, Math.min(ioPages, Math.floor(share / mergeInputIoBytes(1, ctx.spill.pageSize))));
+}
 
 /** K-way merge of sorted runs; more runs than the fan-in are first merged into longer runs. */
-async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly SortKey[], label: string, fanIn: number, chunk: number, ioPages: number, stats?: { spilledBytes: number; spillRuns: number }): AsyncGenerator<Batch> {
+async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly SortKey[], label: string, fanIn: number, chunk: number, chunkBytes: number, ioPages: number, stats?: { spilledBytes: number; spillRuns: number }): AsyncGenerator<Batch> {
   // Each pass merges consecutive groups, keeping run order so ties stay in input order.
   while (runs.length > fanIn) {
     const merged: SpillRun[] = [];
@@ -387,7 +398,7 @@ async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly Sor
       if (group.length === 1) { merged.push(group[0]); continue; }
       const writer = ctx.spill.createRun(label, ioPages);
       try {
-        for await (const b of mergeGroup(ctx, group, keys, ioPages)) {
+        for await (const b of mergeGroup(ctx, group, keys, mergeReadPages(ctx, group.length, chunkBytes, ioPages))) {
           // Records of `chunk` rows, like the first runs: the next merge holds one per run in budget.
           for (let from = 0; from < b.length; from += chunk) {
             const bytes = encodeBatch(gatherBatch(b, range(Math.min(chunk, b.length - from), from)));
@@ -407,7 +418,7 @@ async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly Sor
     }
     runs.push(...merged);
   }
-  yield* mergeGroup(ctx, runs, keys, ioPages);
+  yield* mergeGroup(ctx, runs, keys, mergeReadPages(ctx, runs.length, chunkBytes, ioPages));
 }
 
 interface Cursor {
@@ -422,10 +433,10 @@ interface Cursor {
 const SEG_SHIFT = 20;
 const MAX_SEGS = 2 ** (32 - SEG_SHIFT);
 
-async function* mergeGroup(ctx: ExecContext, runs: readonly SpillRun[], keys: readonly SortKey[], ioPages: number): AsyncGenerator<Batch> {
+async function* mergeGroup(ctx: ExecContext, runs: readonly SpillRun[], keys: readonly SortKey[], readPages: number): AsyncGenerator<Batch> {
   const cmp = makeRowComparator(keys);
   using room = ctx.memory.reserve('SortMerge');
-  room.tryGrow(runs.length * mergeInputIoBytes(ioPages * ctx.spill.pageSize)); // refused only under a budget of a few pages
+  room.tryGrow(runs.length * mergeInputIoBytes(readPages, ctx.spill.pageSize)); // refused only under a budget of a few pages
   const cursors: Cursor[] = [];
   const advanceBatch = async (c: Cursor): Promise<boolean> => {
     const next = await c.it.next();
@@ -447,7 +458,7 @@ async function* mergeGroup(ctx: ExecContext, runs: readonly SpillRun[], keys: re
   };
   try {
     for (let r = 0; r < runs.length; r++) {
-      const c: Cursor = { it: runs[r].records(ioPages)[Symbol.asyncIterator](), batch: { length: 0, vectors: new Map() }, vectors: [], row: 0, order: r, hi: null, lo: null, seg: -1 };
+      const c: Cursor = { it: runs[r].records(readPages)[Symbol.asyncIterator](), batch: { length: 0, vectors: new Map() }, vectors: [], row: 0, order: r, hi: null, lo: null, seg: -1 };
       if (await advanceBatch(c)) cursors.push(c);
     }
     const less = (a: Cursor, b: Cursor) => {
