@@ -4,7 +4,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { Pager } from '../../storage/pager.js';
 import { StorageEngine } from '../../storage/engine.js';
 import type { SpillRun } from '../../storage/spill-space.js';
 import {
@@ -54,12 +55,19 @@ describe.each(MODES)('spill space (%s)', (mode) => {
           const writer = engine.spill.createRun('small', extentPages);
           for (const r of records) await writer.append(r);
           const run = await writer.finish();
+          const reads: number[] = [];
+          const spy = vi.spyOn(Pager.prototype, 'readRunInto');
           try {
             const out: string[] = [];
             for await (const r of run.records(readPages)) out.push(describeCell(r));
+            reads.push(...spy.mock.calls.map((call) => call[1] as number));
+            spy.mockRestore();
             expect(out).toEqual(described(records));
+            // Reads of at most readPages pages, and no bigger than an extent, covering the run.
+            for (const pages of reads) expect(pages).toBeLessThanOrEqual(Math.min(readPages, extentPages));
             expect(await readAll(run)).toEqual(described(records)); // whole extents at a time: the same
           } finally {
+            spy.mockRestore();
             run.drop();
           }
         }),
