@@ -33,9 +33,41 @@ export function exprToString(e: Expr): string {
   }
 }
 
-/** Total order used by comparisons and sorts: numbers, bigints, strings, booleans. */
+/** Total order used by comparisons and sorts: numbers, bigints, strings (by code point), booleans. */
 export function compareValues(a: unknown, b: unknown): number {
+  if (typeof a === 'string' && typeof b === 'string') return compareStrings(a, b);
   return (a as never) < (b as never) ? -1 : (a as never) > (b as never) ? 1 : 0;
+}
+
+const SURROGATE = /[\ud800-\udfff]/;
+const ABOVE_SURROGATES = /[\ue000-\uffff]/;
+
+/**
+ * Strings in code point order, which is UTF-8 byte order: the order of index keys, so a sort,
+ * a range filter and an index scan agree. JS `<` compares UTF-16 code units, which differs
+ * only where the first difference puts a surrogate (a character above U+FFFF) against
+ * U+E000–U+FFFF; the native compare runs first and the rare case is checked after it.
+ */
+export function compareStrings(a: string, b: string): number {
+  if (a < b) return unitOrderInverted(a, b) ? 1 : -1;
+  if (a > b) return unitOrderInverted(b, a) ? -1 : 1;
+  return 0;
+}
+
+/** For lo < hi by code units: whether hi < lo by code points. */
+function unitOrderInverted(lo: string, hi: string): boolean {
+  if (!SURROGATE.test(lo) || !ABOVE_SURROGATES.test(hi)) return false;
+  const n = Math.min(lo.length, hi.length);
+  for (let i = 0; i < n; i++) {
+    const x = lo.charCodeAt(i), y = hi.charCodeAt(i);
+    if (x !== y) return x <= 0xdfff && x >= 0xd800 && y >= 0xe000;
+  }
+  return false;
+}
+
+/** Whether `<` on this string agrees with code point order against any other string. */
+function unitOrderIsSafe(value: string): boolean {
+  return !SURROGATE.test(value) && !ABOVE_SURROGATES.test(value);
 }
 
 export function compilePredicate(e: Expr): BoundPredicate {
@@ -86,9 +118,15 @@ function compileComparison(path: string, op: CmpOp, value: unknown): BoundPredic
     }
     const xs = v.values;
     const present = (y: unknown) => y !== undefined && y !== null;
+    if (typeof value === 'string' && !unitOrderIsSafe(value) && (op === '<' || op === '<=' || op === '>' || op === '>=')) {
+      // A bound holding characters at or above U+D800: compare by code point, like the index.
+      const test = op === '<' ? (c: number) => c < 0 : op === '<=' ? (c: number) => c <= 0 : op === '>' ? (c: number) => c > 0 : (c: number) => c >= 0;
+      return (i) => typeof xs[i] === 'string' && test(compareStrings(xs[i] as string, value));
+    }
     switch (op) {
       case '=': return (i) => present(xs[i]) && xs[i] === value;
       case '!=': return (i) => present(xs[i]) && xs[i] !== value;
+      // Safe for strings: a bound without characters at or above U+D800 orders the same by code unit and by code point.
       case '<': return (i) => present(xs[i]) && (xs[i] as never) < (value as never);
       case '<=': return (i) => present(xs[i]) && (xs[i] as never) <= (value as never);
       case '>': return (i) => present(xs[i]) && (xs[i] as never) > (value as never);

@@ -246,10 +246,10 @@ export function evalPred(p: Pred, row: unknown): boolean {
       switch (p.op) {
         case '=': return y === x;
         case '!=': return y !== x;
-        case '<': return y < x;
-        case '<=': return y <= x;
-        case '>': return y > x;
-        case '>=': return y >= x;
+        case '<': return refCompare(y, x) < 0;
+        case '<=': return refCompare(y, x) <= 0;
+        case '>': return refCompare(y, x) > 0;
+        case '>=': return refCompare(y, x) >= 0;
         case 'in': return (p.value as unknown[]).map(norm).includes(y);
         case 'not in': return !(p.value as unknown[]).map(norm).includes(y);
         case 'startsWith': return typeof v === 'string' && v.startsWith(p.value as string);
@@ -261,6 +261,12 @@ export function evalPred(p: Pred, row: unknown): boolean {
 
 export interface OrderKey { path: string; desc: boolean }
 
+/** Reference order of two values: strings by their UTF-8 bytes (code point order), the rest by `<`. */
+export function refCompare(x: unknown, y: unknown): number {
+  if (typeof x === 'string' && typeof y === 'string') return Buffer.compare(Buffer.from(x, 'utf8'), Buffer.from(y, 'utf8'));
+  return (x as never) < (y as never) ? -1 : (x as never) > (y as never) ? 1 : 0;
+}
+
 /** Reference comparator: absent first ascending (so last descending). */
 export function compareRows(keys: readonly OrderKey[]): (a: unknown, b: unknown) => number {
   return (a, b) => {
@@ -269,7 +275,7 @@ export function compareRows(keys: readonly OrderKey[]): (a: unknown, b: unknown)
       let c: number;
       if (x === undefined) c = y === undefined ? 0 : -1;
       else if (y === undefined) c = 1;
-      else c = (x as never) < (y as never) ? -1 : (x as never) > (y as never) ? 1 : 0;
+      else c = refCompare(x, y);
       if (c !== 0) return k.desc ? -c : c;
     }
     return 0;
@@ -322,8 +328,8 @@ export function refAggregate(rows: readonly unknown[], groupPaths: readonly stri
         case 'count': o[name] = g.rows.length; break;
         case 'sum': o[name] = vals.reduce((s, v) => s + v, 0); break;
         case 'avg': o[name] = vals.length ? vals.reduce((s, v) => s + v, 0) / vals.length : null; break;
-        case 'min': o[name] = vals.length ? vals.reduce((m, v) => (v < m ? v : m)) : null; break;
-        case 'max': o[name] = vals.length ? vals.reduce((m, v) => (v > m ? v : m)) : null; break;
+        case 'min': o[name] = vals.length ? vals.reduce((m, v) => (refCompare(v, m) < 0 ? v : m)) : null; break;
+        case 'max': o[name] = vals.length ? vals.reduce((m, v) => (refCompare(v, m) > 0 ? v : m)) : null; break;
         case 'countDistinct': o[name] = new Set(vals).size; break;
       }
     }
