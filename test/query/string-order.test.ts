@@ -37,7 +37,8 @@ function makeWords(n: number): { id: number; word: string; plain: string }[] {
 describe('compareStrings', () => {
   it('orders any two strings as their UTF-8 bytes order', () => {
     const text = fc.oneof(
-      fc.string({ unit: 'binary', maxLength: 6 }).filter((s) => s.isWellFormed()),
+      // no lone surrogates: UTF-8 cannot hold them
+      fc.string({ unit: 'binary', maxLength: 6 }).filter((s) => !/\p{Cs}/u.test(s)),
       fc.array(fc.constantFrom(...PIECES), { maxLength: 5 }).map((p) => p.join('')),
     );
     fc.assert(fc.property(text, text, (a, b) => {
