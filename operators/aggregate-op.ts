@@ -7,7 +7,9 @@ import { Packr } from 'msgpackr';
 import type { SpillRun, SpillRunWriter } from '../storage/spill-space.js';
 import { valueAt, type Batch, type Vector } from './batch.js';
 import { compareValues } from './expr.js';
-import { partitionIoPages, run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats } from './operator.js';
+import {
+  partitionPlan, reservePartitionIo, run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats, type PartitionPlan,
+} from './operator.js';
 import { pathVector } from './paths.js';
 import { hashValue } from './hash.js';
 import { F64HashTable } from './hash-table.js';
@@ -25,7 +27,6 @@ export interface AggregateSpec {
 // copyBuffers: a spill record is a view of a buffer its run reuses (SpillRun.records), so binary
 // values decoded from it must own their bytes.
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: true, copyBuffers: true });
-const PARTITIONS = 16;
 const MAX_LEVEL = 6;
 const GROUP_OVERHEAD_BYTES = 96;
 let nextId = 1;
@@ -359,6 +360,7 @@ export class AggregateOp implements Operator {
   async *execute(ctx: ExecContext): AsyncGenerator<Batch> {
     const stats = statsOf(ctx, this);
     using reservation = ctx.memory.reserve(`HashAggregate#${this.id}`);
+    const plan = partitionPlan(ctx);
     const specs = this.aggregates.map(([, s]) => s);
     const newTable = () => new GroupTable(specs, this.groupPaths.length);
     let table = newTable();
@@ -372,13 +374,13 @@ export class AggregateOp implements Operator {
         this.groupPaths.forEach((p, i) => kinds.set(p, keyVectors[i].kind));
         specs.forEach((s, i) => { if (s.path && (s.fn === 'min' || s.fn === 'max')) kinds.set(`agg:${i}`, aggVectors[i]!.kind); });
         const grown = table.addBatch(keyVectors, aggVectors, batch.length);
-        if (!reservation.tryGrow(grown)) {
-          partitions ??= new SpillPartitions(ctx, `HashAggregate#${this.id}`, 0, stats);
+        if (!growTable(ctx, plan, reservation, partitions, grown)) {
+          partitions ??= new SpillPartitions(ctx, plan, `HashAggregate#${this.id}`, 0, stats);
           await partitions.write(table);
           table = newTable();
           reservation.free();
         }
-        if (stats) stats.peakReservedBytes = Math.max(stats.peakReservedBytes, reservation.peakBytes);
+        if (stats) stats.peakReservedBytes = Math.max(stats.peakReservedBytes, reservation.size + (partitions?.ioBytes ?? 0));
       }
       if (!partitions) {
         if (table.size === 0 && this.groupPaths.length === 0) table.addBatch([], specs.map(() => null), 0);
@@ -388,14 +390,14 @@ export class AggregateOp implements Operator {
       await partitions.write(table);
       table = newTable();
       reservation.free();
-      yield* this.drain(ctx, partitions, specs, kinds, reservation, stats, 1);
+      yield* this.drain(ctx, plan, partitions, specs, kinds, reservation, stats, 1);
     } finally {
       partitions?.drop();
     }
   }
 
   /** Aggregates each spilled partition; one still too large is split again with a new seed. */
-  private async *drain(ctx: ExecContext, parts: SpillPartitions, specs: readonly AggregateSpec[], kinds: Map<string, 'f64' | 'any'>, reservation: Reservation, stats: OperatorStats | undefined, level: number): AsyncGenerator<Batch> {
+  private async *drain(ctx: ExecContext, plan: PartitionPlan, parts: SpillPartitions, specs: readonly AggregateSpec[], kinds: Map<string, 'f64' | 'any'>, reservation: Reservation, stats: OperatorStats | undefined, level: number): AsyncGenerator<Batch> {
     const newTable = () => new GroupTable(specs, this.groupPaths.length);
     for (const runs of await parts.finish()) {
       let table = newTable();
@@ -409,11 +411,11 @@ export class AggregateOp implements Operator {
               for (const s of g.states) if (s.distinct) s.distinct = new Set(s.distinct as unknown as unknown[]);
               grown += table.merge(g);
             }
-            if (!reservation.tryGrow(grown)) {
+            if (!growTable(ctx, plan, reservation, sub, grown)) {
               if (level >= MAX_LEVEL) {
                 throw new ModelVaultError('ABORTED', `HashAggregate: a partition still exceeds memoryLimit ${ctx.memory.limitBytes} after ${level} re-partitionings; raise memoryLimit`, {});
               }
-              sub ??= new SpillPartitions(ctx, `HashAggregate#${this.id}`, level, stats);
+              sub ??= new SpillPartitions(ctx, plan, `HashAggregate#${this.id}`, level, stats);
               await sub.write(table);
               table = newTable();
               reservation.free();
@@ -425,7 +427,7 @@ export class AggregateOp implements Operator {
           await sub.write(table);
           table = newTable();
           reservation.free();
-          yield* this.drain(ctx, sub, specs, kinds, reservation, stats, level + 1);
+          yield* this.drain(ctx, plan, sub, specs, kinds, reservation, stats, level + 1);
         } else {
           yield* this.emit(table, specs, kinds, ctx.batchSize);
           table = newTable();
@@ -465,24 +467,43 @@ function toVector(values: unknown[], kind: 'f64' | 'any'): Vector {
   return { kind: 'f64', values: out, absent };
 }
 
-/** PARTITIONS spill runs; groups go to a partition by hash of their key with a per-level seed. */
+/**
+ * Grows the table's reservation by `bytes`. Until the level has partitions, the space their
+ * writers will buffer is kept free: the full table is still held while it is written out.
+ */
+function growTable(ctx: ExecContext, plan: PartitionPlan, reservation: Reservation, partitions: SpillPartitions | null, bytes: number): boolean {
+  if (partitions === null && ctx.memory.reservedBytes + bytes + plan.ioBytes > ctx.memory.limitBytes) return false;
+  return reservation.tryGrow(bytes);
+}
+
+/**
+ * `plan.partitions` spill runs; groups go to a partition by hash of their key with a per-level
+ * seed. The writers' buffers stay reserved until finish() or drop().
+ */
 class SpillPartitions {
   private readonly writers: SpillRunWriter[] = [];
   private readonly done: SpillRun[][] = [];
   private finished = false;
+  private readonly io: Reservation;
 
-  constructor(private readonly ctx: ExecContext, label: string, private readonly level: number, private readonly stats?: OperatorStats) {
-    for (let p = 0; p < PARTITIONS; p++) {
-      this.writers.push(ctx.spill.createRun(`${label}/L${level}P${p}`, partitionIoPages(ctx, PARTITIONS)));
+  constructor(private readonly ctx: ExecContext, private readonly plan: PartitionPlan, label: string, private readonly level: number,
+    private readonly stats?: OperatorStats) {
+    this.io = ctx.memory.reserve(`${label} spill I/O`);
+    const ioPages = reservePartitionIo(ctx, this.io, plan);
+    for (let p = 0; p < plan.partitions; p++) {
+      this.writers.push(ctx.spill.createRun(`${label}/L${level}P${p}`, ioPages));
       this.done.push([]);
     }
-    if (stats) stats.partitions += PARTITIONS;
+    if (stats) stats.partitions += plan.partitions;
   }
 
+  get ioBytes(): number { return this.io.size; }
+
   async write(table: GroupTable): Promise<void> {
-    const buckets: number[][] = Array.from({ length: PARTITIONS }, () => []);
-    for (let g = 0; g < table.size; g++) buckets[hashValue(table.mapKey(g), this.level * 0x9e3779b9) % PARTITIONS].push(g);
-    for (let p = 0; p < PARTITIONS; p++) {
+    const P = this.plan.partitions;
+    const buckets: number[][] = Array.from({ length: P }, () => []);
+    for (let g = 0; g < table.size; g++) buckets[hashValue(table.mapKey(g), this.level * 0x9e3779b9) % P].push(g);
+    for (let p = 0; p < P; p++) {
       // Chunks of groups keep each record small, so reading back needs little memory.
       for (let from = 0; from < buckets[p].length; from += 512) {
         const chunk = buckets[p].slice(from, from + 512).map((g) => ({
@@ -500,9 +521,13 @@ class SpillPartitions {
   async finish(): Promise<SpillRun[][]> {
     if (!this.finished) {
       this.finished = true;
-      for (let p = 0; p < PARTITIONS; p++) {
-        this.done[p].push(await this.writers[p].finish());
-        if (this.stats) this.stats.spillRuns++;
+      try {
+        for (let p = 0; p < this.plan.partitions; p++) {
+          this.done[p].push(await this.writers[p].finish());
+          if (this.stats) this.stats.spillRuns++;
+        }
+      } finally {
+        this.io.free();
       }
     }
     return this.done;
@@ -510,6 +535,7 @@ class SpillPartitions {
 
   drop(): void {
     if (!this.finished) for (const w of this.writers) w.abort();
+    this.io.free();
     for (const runs of this.done) for (const r of runs) r.drop();
   }
 }

@@ -5,7 +5,9 @@
 // block by block: chunks of the build side that fit, each against a full pass of the probe side.
 import type { SpillRun } from '../storage/spill-space.js';
 import { batchBytes, concatBatches, gather, gatherBatch, valueAt, type Batch, type Vector } from './batch.js';
-import { partitionIoPages, run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats } from './operator.js';
+import {
+  partitionPlan, reservePartitionIo, run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats, type PartitionPlan,
+} from './operator.js';
 import { pathVector } from './paths.js';
 import { hashValue } from './hash.js';
 import { F64HashTable } from './hash-table.js';
@@ -13,7 +15,6 @@ import { encodeDict, type DictVector } from './dict-vector.js';
 import { decodeBatch, encodeBatch } from './spill-codec.js';
 import type { Reservation } from '../storage/memory-pool.js';
 
-const PARTITIONS = 16;
 const MAX_LEVEL = 3;
 /** Build columns with at most this many distinct values carry dictionary codes into the output. */
 const DICT_MAX = 4096;
@@ -57,6 +58,11 @@ export class HashJoinOp implements Operator {
   async *execute(ctx: ExecContext): AsyncGenerator<Batch> {
     const stats = statsOf(ctx, this);
     using reservation = ctx.memory.reserve(`HashJoin#${this.id}`);
+    // The partition writers' buffers: kept free while the build side loads (the loaded rows
+    // are still held when they are written to partitions), reserved while partitioning.
+    using io = ctx.memory.reserve(`HashJoin#${this.id} spill I/O`);
+    const plan = partitionPlan(ctx);
+    const fits = (bytes: number) => ctx.memory.reservedBytes + bytes + plan.ioBytes <= ctx.memory.limitBytes && reservation.tryGrow(bytes);
     const [buildOp, probeOp] = this.params.buildSide === 'right' ? [this.right, this.left] : [this.left, this.right];
     const loaded: Batch[] = [];
     let overflow: AsyncIterator<Batch> | null = null;
@@ -66,7 +72,7 @@ export class HashJoinOp implements Operator {
         const next = await buildInput.next();
         if (next.done) break;
         throwIfAborted(ctx.signal);
-        if (!reservation.tryGrow(batchBytes(next.value) + next.value.length * 16)) {
+        if (!fits(batchBytes(next.value) + next.value.length * 16)) {
           loaded.push(next.value);
           overflow = buildInput;
           break;
@@ -85,7 +91,7 @@ export class HashJoinOp implements Operator {
       }
       // Grace hash join: everything goes to partitions, the rows already loaded first.
       const rest = overflow;
-      const buildParts = await partition(ctx, async function* () {
+      const buildParts = await partition(ctx, plan, io, reservation, async function* () {
         yield* loaded;
         loaded.length = 0;
         for (;;) { const n = await rest.next(); if (n.done) return; yield n.value; }
@@ -93,9 +99,9 @@ export class HashJoinOp implements Operator {
       reservation.free();
       let probeParts: SpillRun[] = [];
       try {
-        probeParts = await partition(ctx, () => run(probeOp, ctx), this.probePath, 0, `HashJoin#${this.id}/probe`, stats);
-        for (let p = 0; p < PARTITIONS; p++) {
-          yield* this.joinPartition(ctx, buildParts[p], probeParts[p], 1, reservation, stats);
+        probeParts = await partition(ctx, plan, io, reservation, () => run(probeOp, ctx), this.probePath, 0, `HashJoin#${this.id}/probe`, stats);
+        for (let p = 0; p < plan.partitions; p++) {
+          yield* this.joinPartition(ctx, plan, io, buildParts[p], probeParts[p], 1, reservation, stats);
         }
       } finally {
         for (const r of [...buildParts, ...probeParts]) r.drop();
@@ -105,7 +111,8 @@ export class HashJoinOp implements Operator {
     }
   }
 
-  private async *joinPartition(ctx: ExecContext, build: SpillRun, probe: SpillRun, level: number, reservation: Reservation, stats?: OperatorStats): AsyncGenerator<Batch> {
+  private async *joinPartition(ctx: ExecContext, plan: PartitionPlan, io: Reservation, build: SpillRun, probe: SpillRun, level: number,
+    reservation: Reservation, stats?: OperatorStats): AsyncGenerator<Batch> {
     const loaded: Batch[] = [];
     let fits = true;
     for await (const record of build.records()) {
@@ -128,13 +135,13 @@ export class HashJoinOp implements Operator {
     reservation.free();
     if (level < MAX_LEVEL) {
       const seed = level;
-      const subBuild = await partition(ctx, () => batchesOf(build), this.buildPath, seed, `HashJoin#${this.id}/build`, stats);
-      const subProbe = await partition(ctx, () => batchesOf(probe), this.probePath, seed, `HashJoin#${this.id}/probe`, stats);
+      const subBuild = await partition(ctx, plan, io, reservation, () => batchesOf(build), this.buildPath, seed, `HashJoin#${this.id}/build`, stats);
+      const subProbe = await partition(ctx, plan, io, reservation, () => batchesOf(probe), this.probePath, seed, `HashJoin#${this.id}/probe`, stats);
       try {
         // A partition that did not shrink holds one dominant key: splitting again cannot help.
         const largest = Math.max(...subBuild.map((r) => r.byteLength));
         if (largest < build.byteLength * 0.9) {
-          for (let p = 0; p < PARTITIONS; p++) yield* this.joinPartition(ctx, subBuild[p], subProbe[p], level + 1, reservation, stats);
+          for (let p = 0; p < plan.partitions; p++) yield* this.joinPartition(ctx, plan, io, subBuild[p], subProbe[p], level + 1, reservation, stats);
           return;
         }
       } finally {
@@ -444,19 +451,26 @@ async function* batchesOf(runIn: SpillRun): AsyncGenerator<Batch> {
   for await (const record of runIn.records()) yield decodeBatch(record);
 }
 
-/** Splits a stream of batches into PARTITIONS spill runs by hash of `path`. */
-async function partition(ctx: ExecContext, source: Source, path: string, seed: number, label: string, stats?: OperatorStats): Promise<SpillRun[]> {
-  const writers = Array.from({ length: PARTITIONS }, (_, p) => ctx.spill.createRun(`${label}/S${seed}P${p}`, partitionIoPages(ctx, PARTITIONS)));
+/**
+ * Splits a stream of batches into `plan.partitions` spill runs by hash of `path`, the writers'
+ * buffers reserved in `io`; `held` is what the operator holds meanwhile (for the stats).
+ */
+async function partition(ctx: ExecContext, plan: PartitionPlan, io: Reservation, held: Reservation, source: Source, path: string, seed: number, label: string,
+  stats?: OperatorStats): Promise<SpillRun[]> {
+  const P = plan.partitions;
+  const ioPages = reservePartitionIo(ctx, io, plan);
+  if (stats) stats.peakReservedBytes = Math.max(stats.peakReservedBytes, held.size + io.size);
+  const writers = Array.from({ length: P }, (_, p) => ctx.spill.createRun(`${label}/S${seed}P${p}`, ioPages));
   try {
     for await (const b of source()) {
       throwIfAborted(ctx.signal);
       const keys = pathVector(b, path);
-      const buckets: number[][] = Array.from({ length: PARTITIONS }, () => []);
+      const buckets: number[][] = Array.from({ length: P }, () => []);
       for (let i = 0; i < b.length; i++) {
         const k = joinKey(valueAt(keys, i));
-        buckets[k === undefined ? 0 : hashValue(k, seed * 0x9e3779b9) % PARTITIONS].push(i);
+        buckets[k === undefined ? 0 : hashValue(k, seed * 0x9e3779b9) % P].push(i);
       }
-      for (let p = 0; p < PARTITIONS; p++) {
+      for (let p = 0; p < P; p++) {
         if (buckets[p].length === 0) continue;
         const bytes = encodeBatch(gatherBatch(b, buckets[p]));
         await writers[p].append(bytes);
@@ -465,10 +479,12 @@ async function partition(ctx: ExecContext, source: Source, path: string, seed: n
     }
     const runs: SpillRun[] = [];
     for (const w of writers) runs.push(await w.finish());
-    if (stats) { stats.spillRuns += PARTITIONS; stats.partitions += PARTITIONS; }
+    if (stats) { stats.spillRuns += P; stats.partitions += P; }
     return runs;
   } catch (err) {
     for (const w of writers) w.abort();
     throw err;
+  } finally {
+    io.free();
   }
 }

@@ -3,7 +3,7 @@
 // which unpins pages and drops spill runs through their `finally` blocks.
 import type { TreeReader } from '../storage/engine.js';
 import { ModelVaultError } from '../storage/errors.js';
-import type { MemoryPool } from '../storage/memory-pool.js';
+import type { MemoryPool, Reservation } from '../storage/memory-pool.js';
 import { spillIoPages, type SpillSpace } from '../storage/spill-space.js';
 import type { Batch } from './batch.js';
 
@@ -36,13 +36,41 @@ export interface Operator {
   execute(ctx: ExecContext): AsyncGenerator<Batch>;
 }
 
+/** How grace partitioning (join, aggregate) writes: `partitions` runs at once, `ioPages` pages buffered each. */
+export interface PartitionPlan {
+  readonly partitions: number;
+  readonly ioPages: number;
+  /** All the writers' buffers together. */
+  readonly ioBytes: number;
+}
+
+const MAX_PARTITIONS = 16;
+/** Writers' buffers past this gain little: 256 KiB writes already run near disk speed. */
+const MAX_PARTITION_IO_BYTES = 4 * 2 ** 20;
+
 /**
- * Extent size for an operator writing `partitions` spill runs at once: all their buffers
- * together take at most a quarter of memoryLimit, but at least a page each (16 pages of grace
- * partitioning under a 1 MiB limit: held outside the operator's reservation).
+ * The fan-out and extent size of grace partitioning. All writers' buffers fit a quarter of
+ * memoryLimit (and 4 MiB): 16 partitions when that leaves a page each, fewer under small
+ * budgets (4 under 1 MiB with 64 KiB pages), never fewer than 2. An operator keeps `ioBytes`
+ * free while it buffers and reserves it when it partitions (reservePartitionIo).
  */
-export function partitionIoPages(ctx: ExecContext, partitions: number): number {
-  return spillIoPages(ctx.memory.limitBytes / (4 * partitions), ctx.spill.pageSize);
+export function partitionPlan(ctx: ExecContext): PartitionPlan {
+  const page = ctx.spill.pageSize;
+  const share = Math.min(ctx.memory.limitBytes / 4, MAX_PARTITION_IO_BYTES);
+  const partitions = Math.max(2, Math.min(MAX_PARTITIONS, Math.floor(share / page)));
+  const ioPages = spillIoPages(share / partitions, page);
+  return { partitions, ioPages, ioBytes: partitions * ioPages * page };
+}
+
+/**
+ * Reserves the writers' buffers of a partitioning step in `io`; returns the pages each writer
+ * may buffer. When the planned extents cannot be had (another operator of the query holds the
+ * memory), one page each; when not even that, the query fails with ABORTED rather than overrun.
+ */
+export function reservePartitionIo(ctx: ExecContext, io: Reservation, plan: PartitionPlan): number {
+  if (io.tryGrow(plan.ioBytes)) return plan.ioPages;
+  io.grow(plan.partitions * ctx.spill.pageSize);
+  return 1;
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {

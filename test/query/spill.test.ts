@@ -183,6 +183,39 @@ describe.each(MODES)('bounded memory: spilling operators under a 1 MiB limit (%s
     expect(db.stats().spill.pagesInUse).toBe(0);
   });
 
+  it('grace partitioning (join, aggregate) reserves its writers\' buffers, and the peak stays within the limit', async () => {
+    const granted: { label: string; bytes: number }[] = [];
+    const tryGrow = Reservation.prototype.tryGrow;
+    const spy = vi.spyOn(Reservation.prototype, 'tryGrow').mockImplementation(function (this: Reservation, bytes: number) {
+      const ok = tryGrow.call(this, bytes);
+      if (ok) granted.push({ label: this.label, bytes });
+      return ok;
+    });
+    const texts: string[] = [];
+    try {
+      texts.push(await orders.query().select('id', 'userId', 'amount').join(Tags, 'userId', 'userId', { as: 'tag' }).explain({ analyze: true }));
+      texts.push(await orders.query().groupBy('id').aggregate({ n: count() }).explain({ analyze: true }));
+    } finally {
+      spy.mockRestore();
+    }
+    expect(texts[0]).toMatch(/HashJoin: .*partitions/);
+    expect(texts[1]).toMatch(/HashAggregate: .*spilled .* partitions/);
+    // The writers' pages were reserved: a page for each partition, a quarter of the 1 MiB limit
+    // (4 partitions of a 64 KiB page, or 16 of a 16 KiB one).
+    for (const op of ['HashJoin', 'HashAggregate']) {
+      const io = granted.filter((g) => g.label.startsWith(op) && g.label.endsWith('spill I/O'));
+      expect(io.length, op).toBeGreaterThan(0);
+      for (const g of io) expect(g.bytes, op).toBe(LIMIT / 4);
+    }
+    for (const text of texts) {
+      const [, peak, limit] = /peak memory (\d+) bytes of (\d+)/.exec(text)!.map(Number);
+      expect(limit).toBe(LIMIT);
+      expect(peak).toBeLessThanOrEqual(LIMIT);
+      expect(peak).toBeGreaterThanOrEqual(LIMIT / 4);
+    }
+    expect(db.stats().spill.pagesInUse).toBe(0);
+  });
+
   it('aggregates many groups by spilling partitions, matching the reference and the unlimited run', async () => {
     const q = orders.query().groupBy('id').aggregate(AGGS);
     const got = await spilling(() => q.toArray());
