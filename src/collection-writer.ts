@@ -2,7 +2,7 @@
 // unique indexes, then change the rows tree and every index tree. All checks run before the
 // first change, so a rejected write leaves the transaction as it was.
 import type { BTreeWriter, Cell, PutResult } from '../storage/btree.js';
-import { emptyPackedRow } from '../storage/btree-node.js';
+import { emptyPackedRow, type CellSink } from '../storage/btree-node.js';
 import type { EngineTxn, TreeReader } from '../storage/engine.js';
 import { ModelVaultError } from '../storage/errors.js';
 import { KeySorter } from '../storage/key-sorter.js';
@@ -81,6 +81,8 @@ export class CollectionWriter {
   private rowDelta = 0;
   private readonly hasUnique: boolean;
   private readonly validateRow: (input: unknown) => Row;
+  /** A row's cells into a leaf's columns (BTreeWriter.appendCellsSync). */
+  private readonly writeCells: (sink: CellSink, row: Row) => void;
   /** Index entries collected in bulk mode, per index; null otherwise. */
   private pending: KeySorter[] | null = null;
 
@@ -92,6 +94,8 @@ export class CollectionWriter {
   ) {
     this.hasUnique = indexes.some((ix) => ix.meta.unique);
     this.validateRow = insertValidator(layout.meta.fields);
+    const codec = layout.codec;
+    this.writeCells = (sink, row) => codec.encodeCells(row, sink);
     etx.onBeforeCommit(async () => {
       if (this.rowDelta === 0) return;
       const name = layout.meta.name;
@@ -142,12 +146,12 @@ export class CollectionWriter {
     const indexKeys = this.indexKeys(row); // encoded and size-checked before the first change
     const key = this.layout.rowKeyScratch(row); // after the index keys: the next encodeKey overwrites it
     this.rows.checkKey(key);
-    const scratch = this.layout.codec.encodeScratch(row);
     let result: PutResult | null;
     try {
-      // Keys in ascending order (a load by primary key) append to the rightmost leaf, copying
-      // the cells; others take the general path with their own copy of the packed row.
-      result = this.rows.putPackedSync(key, scratch, 'insert', true);
+      // Keys in ascending order (a load by primary key) append to the rightmost leaf, the
+      // cells written straight into its columns; others take the general path with a packed row.
+      result = this.rows.appendCellsSync(key, this.writeCells, row) ? 'inserted'
+        : this.rows.putPackedSync(key, this.layout.codec.encodeScratch(row), 'insert', true);
       if (result === 'inserted') {
         if (this.pending) return this.deferIndexEntries(indexKeys);
         this.addIndexEntriesSync(indexKeys);

@@ -5,7 +5,7 @@
 // schema kept in the catalog), so rows carry no field names.
 import { Packr } from 'msgpackr/pack'; // Node's import of 'msgpackr/pack' is its JS build: the native string extractor costs 6 MiB of RSS
 import { readOverflowSync, resolveRowSync, type Cell } from '../storage/btree.js';
-import { LeafView, OverflowRef, PackedRowBuilder, bitSet, type LeafLike, type PackedRow } from '../storage/btree-node.js';
+import { LeafView, OverflowRef, PackedRowBuilder, bitSet, type CellSink, type LeafLike, type PackedRow } from '../storage/btree-node.js';
 import type { Pager } from '../storage/pager.js';
 import { dictionaryStrings, utf8Slice } from '../operators/scan-op.js';
 import { ModelVaultError } from '../storage/errors.js';
@@ -21,8 +21,8 @@ export interface ColumnCodec {
   readonly field: string;
   readonly spec: FieldSpec;
   encode(value: unknown): Uint8Array;
-  /** The same bytes as `encode`, appended to a packed row. */
-  encodeInto(b: PackedRowBuilder, value: unknown): void;
+  /** The same bytes as `encode`, written to a packed row or a leaf's column. */
+  encodeInto(b: CellSink, value: unknown): void;
   decode(cell: Uint8Array): unknown;
 }
 
@@ -222,9 +222,14 @@ export class RowCodec {
    * the next encode, so a caller that keeps the row copies it.
    */
   encodeScratch(row: Record<string, unknown>): PackedRow {
-    const b = builder;
+    builder.begin(this.fieldNames.length);
+    this.encodeCells(row, builder);
+    return builder.current();
+  }
+
+  /** Writes the row's cells, one per column in order, to `b`. */
+  encodeCells(row: Record<string, unknown>, b: CellSink): void {
     const fields = this.fieldNames, kinds = this.encodeKinds;
-    b.begin(fields.length);
     for (let i = 0; i < fields.length; i++) {
       const v = row[fields[i]];
       if (v === undefined) { b.absent(); continue; }
@@ -236,7 +241,6 @@ export class RowCodec {
         default: this.columns[i].encodeInto(b, v);
       }
     }
-    return b.current();
   }
 
   /**

@@ -105,7 +105,33 @@ export const emptyPackedRow = (): PackedRow => EMPTY_ROW;
  * Builds packed rows cell by cell in one reusable scratch buffer: encoding a row allocates
  * nothing, and a caller that keeps the row copies it (`current`).
  */
-export class PackedRowBuilder {
+/**
+ * Where a row's cells are written, one call per column in column order: a packed row
+ * (PackedRowBuilder) or the column runs of a leaf being loaded (AppendLeaf's staged entry).
+ */
+export interface CellSink {
+  absent(): void;
+  float64(v: number): void;
+  int64(v: bigint): void;
+  byte(v: number): void;
+  utf8(v: string): void;
+  bytes(v: Uint8Array): void;
+}
+
+/** Writes `v` as UTF-8 at `at` (room for 3 bytes a code unit); returns the byte count. */
+function writeUtf8(out: Buffer, at: number, v: string): number {
+  const len = v.length;
+  // ASCII, the common case, byte by byte; anything else through the native encoder.
+  let i = 0;
+  for (; i < len; i++) {
+    const ch = v.charCodeAt(i);
+    if (ch >= 0x80) break;
+    out[at + i] = ch;
+  }
+  return i === len ? len : out.write(v, at, 'utf8');
+}
+
+export class PackedRowBuilder implements CellSink {
   private scratch = Buffer.allocUnsafe(4096);
   private view = new DataView(this.scratch.buffer, this.scratch.byteOffset, this.scratch.byteLength);
   private at = 0;
@@ -157,17 +183,9 @@ export class PackedRowBuilder {
   }
 
   utf8(v: string): void {
-    const len = v.length;
-    this.reserve(4 + 3 * len);
-    const out = this.scratch, start = this.at + 4;
-    // ASCII, the common case, byte by byte; anything else through the native encoder.
-    let i = 0;
-    for (; i < len; i++) {
-      const ch = v.charCodeAt(i);
-      if (ch >= 0x80) break;
-      out[start + i] = ch;
-    }
-    const n = i === len ? len : out.write(v, start, 'utf8');
+    this.reserve(4 + 3 * v.length);
+    const start = this.at + 4;
+    const n = writeUtf8(this.scratch, start, v);
     this.view.setUint32(this.at, n, true);
     this.at = start + n;
   }
@@ -871,33 +889,48 @@ export function plainCellCount(row: Uint8Array): number {
 /** Bytes appended one after the other, with the end offset of each item. */
 class ByteRun {
   data: Buffer;
+  view: DataView;
   used = 0;
   ends: Uint32Array;
 
   constructor(bytes: number, items: number) {
     this.data = Buffer.allocUnsafe(Math.max(64, bytes));
+    this.view = new DataView(this.data.buffer, this.data.byteOffset, this.data.byteLength);
     this.ends = new Uint32Array(Math.max(16, items));
   }
 
   start(i: number): number { return i === 0 ? 0 : this.ends[i - 1]; }
 
-  /** Appends `len` bytes of `src` at `from` as item i. */
-  push(i: number, src: Uint8Array, from: number, len: number): void {
-    if (this.used + len > this.data.byteLength) {
-      const grown = Buffer.allocUnsafe(Math.max(2 * this.data.byteLength, this.used + len));
-      this.data.copy(grown, 0, 0, this.used);
-      this.data = grown;
-    }
+  /** Room for `len` more bytes after `used`. */
+  reserve(len: number): void {
+    if (this.used + len <= this.data.byteLength) return;
+    const grown = Buffer.allocUnsafe(Math.max(2 * this.data.byteLength, this.used + len));
+    this.data.copy(grown, 0, 0, this.used);
+    this.data = grown;
+    this.view = new DataView(grown.buffer, grown.byteOffset, grown.byteLength);
+  }
+
+  /** Item i ends where the bytes written so far end. */
+  end(i: number): void {
     if (i >= this.ends.length) {
       const grown = new Uint32Array(2 * this.ends.length);
       grown.set(this.ends);
       this.ends = grown;
     }
-    copyBytes(src as Buffer, from, this.data, this.used, len);
-    this.used += len;
     this.ends[i] = this.used;
   }
+
+  /** Appends `len` bytes of `src` at `from` as item i. */
+  push(i: number, src: Uint8Array, from: number, len: number): void {
+    this.reserve(len);
+    copyBytes(src as Buffer, from, this.data, this.used, len);
+    this.used += len;
+    this.end(i);
+  }
 }
+
+/** What AppendLeaf.commitStaged did with the staged entry. */
+export enum Staged { Appended, Full, TooLarge, WrongColumns }
 
 /**
  * The rightmost leaf of a tree being loaded in key order, built column by column: an appended
@@ -906,6 +939,67 @@ class ByteRun {
  * exactly the bytes a MutableLeaf with the same entries would. Holds no overflow references;
  * any other change to it goes through a MutableLeaf copy.
  */
+/**
+ * A staged entry of an AppendLeaf: the CellSink calls write its cells straight onto the ends of
+ * the leaf's column runs, past the committed bytes; AppendLeaf.commitStaged keeps them when the
+ * leaf still fits, dropStaged forgets them. A load so copies each value once, from the row
+ * into the leaf.
+ */
+class StagedCells implements CellSink {
+  /** The column the next cell goes to. */
+  column = 0;
+  /** Per column: 1 when the staged cell is absent. */
+  readonly isAbsent: Uint8Array;
+
+  constructor(private readonly runs: readonly ByteRun[]) {
+    this.isAbsent = new Uint8Array(runs.length);
+  }
+
+  /** The run of the next cell, with room for `bytes` more. */
+  private cell(bytes: number): ByteRun {
+    const c = this.column++;
+    if (c >= this.runs.length) throw new RangeError('internal: more cells than the leaf has columns');
+    this.isAbsent[c] = 0;
+    const run = this.runs[c];
+    run.reserve(bytes);
+    return run;
+  }
+
+  absent(): void {
+    const c = this.column++;
+    if (c >= this.runs.length) throw new RangeError('internal: more cells than the leaf has columns');
+    this.isAbsent[c] = 1;
+  }
+
+  float64(v: number): void {
+    const run = this.cell(8);
+    run.view.setFloat64(run.used, v, true);
+    run.used += 8;
+  }
+
+  int64(v: bigint): void {
+    const run = this.cell(8);
+    run.view.setBigInt64(run.used, v, true);
+    run.used += 8;
+  }
+
+  byte(v: number): void {
+    const run = this.cell(1);
+    run.data[run.used++] = v;
+  }
+
+  utf8(v: string): void {
+    const run = this.cell(3 * v.length);
+    run.used += writeUtf8(run.data, run.used, v);
+  }
+
+  bytes(v: Uint8Array): void {
+    const run = this.cell(v.byteLength);
+    run.data.set(v, run.used);
+    run.used += v.byteLength;
+  }
+}
+
 export class AppendLeaf implements LeafLike, DirtyPage {
   readonly isLeaf = true as const;
   readonly pageType = PageType.Leaf;
@@ -918,6 +1012,7 @@ export class AppendLeaf implements LeafLike, DirtyPage {
   private readonly absent: (Uint8Array | null)[];
   /** Per column: the width every present cell has so far (WIDTH_NONE, WIDTH_MIXED). */
   private readonly widths: Int32Array;
+  private readonly staged: StagedCells;
 
   /** `like`: an earlier leaf of the same load, whose sizes the new one starts with. */
   constructor(readonly columns: number, like?: AppendLeaf) {
@@ -927,6 +1022,72 @@ export class AppendLeaf implements LeafLike, DirtyPage {
     this.cells = Array.from({ length: columns }, (_, c) => new ByteRun(like ? like.cells[c].used : 1024, items));
     this.absent = new Array(columns).fill(null);
     this.widths = new Int32Array(columns).fill(WIDTH_NONE);
+    this.staged = new StagedCells(this.cells);
+  }
+
+  /** Starts a staged entry: write its cells into the returned sink, then commitStaged. */
+  beginStaged(): CellSink {
+    this.staged.column = 0;
+    return this.staged;
+  }
+
+  /**
+   * Keeps the staged entry under `key` (above every key the leaf holds) when it has a cell for
+   * every column, its entry is at most `maxEntryBytes` (entryBytes of its packed form) and the
+   * leaf's encoding with it stays within `capacity` (the bound tryAppend uses); otherwise drops
+   * it and says why.
+   */
+  commitStaged(key: Uint8Array, capacity: number, maxEntryBytes: number): Staged {
+    const columns = this.columns, count = this.count, n = count + 1;
+    const staged = this.staged;
+    if (staged.column !== columns) { this.dropStaged(); return Staged.WrongColumns; }
+    let size = LEAF_HEADER_BYTES + 4 * (n + 1) + this.keys.used + key.byteLength + 7;
+    let entry = 4 + key.byteLength + columns * 0.25;
+    for (let c = 0; c < columns; c++) {
+      const run = this.cells[c], used = run.start(count), w = this.widths[c];
+      if (staged.isAbsent[c] === 1) {
+        entry += 4;
+        size += columnBound(n, fixedLayoutWidth(w, n, used), used, true);
+        continue;
+      }
+      const len = run.used - used;
+      entry += 4 + len;
+      const width = w === WIDTH_NONE || w === len ? len : WIDTH_MIXED;
+      size += columnBound(n, fixedLayoutWidth(width, n, used + len), used + len, this.absent[c] !== null);
+    }
+    if (entry > maxEntryBytes) { this.dropStaged(); return Staged.TooLarge; }
+    if (size > capacity) { this.dropStaged(); return Staged.Full; }
+    this.keys.push(count, key, 0, key.byteLength);
+    for (let c = 0; c < columns; c++) {
+      const run = this.cells[c];
+      if (staged.isAbsent[c] === 1) {
+        this.markAbsent(c, count);
+      } else {
+        const len = run.used - run.start(count), w = this.widths[c];
+        if (w === WIDTH_NONE) this.widths[c] = len;
+        else if (w !== len) this.widths[c] = WIDTH_MIXED;
+      }
+      run.end(count);
+    }
+    this.count = n;
+    this.bytes += entry;
+    return Staged.Appended;
+  }
+
+  /** Forgets the staged entry's cells. */
+  dropStaged(): void {
+    for (let c = 0; c < this.columns; c++) this.cells[c].used = this.cells[c].start(this.count);
+    this.staged.column = 0;
+  }
+
+  private markAbsent(c: number, i: number): void {
+    let bits = this.absent[c];
+    if (bits === null || bits.byteLength <= i >> 3) {
+      const grown = new Uint8Array(Math.max(16, 2 * ((i >> 3) + 1)));
+      if (bits !== null) grown.set(bits);
+      this.absent[c] = bits = grown;
+    }
+    bits[i >> 3] |= 1 << (i & 7);
   }
 
   /**
@@ -967,13 +1128,7 @@ export class AppendLeaf implements LeafLike, DirtyPage {
       const run = this.cells[c];
       if (len === PACKED_ABSENT) {
         run.push(i, row, at, 0);
-        let bits = this.absent[c];
-        if (bits === null || bits.byteLength <= i >> 3) {
-          const grown = new Uint8Array(Math.max(16, 2 * ((i >> 3) + 1)));
-          if (bits !== null) grown.set(bits);
-          this.absent[c] = bits = grown;
-        }
-        bits[i >> 3] |= 1 << (i & 7);
+        this.markAbsent(c, i);
         continue;
       }
       run.push(i, row, at, len);

@@ -13,9 +13,9 @@ import type { Pager, WriteTxn } from './pager.js';
 import type { CachedPage } from './buffer-pool.js';
 import { alignedBuffer, alignedBufferUnsafe } from './block-store.js';
 import {
-  AppendLeaf, BranchView, EncodedLeaf, LeafView, MutableBranch, MutableLeaf, OverflowRef, asBuffer, branchFixedBytes, childIndexFor,
+  AppendLeaf, BranchView, Staged, EncodedLeaf, LeafView, MutableBranch, MutableLeaf, OverflowRef, asBuffer, branchFixedBytes, childIndexFor,
   decodeNode, emptyPackedRow, entryBytes, firstAtOrAfter, lastAtOrBefore, leafFixedBytes, packRow, plainCellCount, unpackRow,
-  type BranchLike, type Cell, type LeafLike, type NodeLike, type PackedRow, type StoredCell,
+  type BranchLike, type Cell, type CellSink, type LeafLike, type NodeLike, type PackedRow, type StoredCell,
 } from './btree-node.js';
 
 export type { Cell } from './btree-node.js';
@@ -543,6 +543,44 @@ export class BTreeWriter {
     // A flush wrote the leaf out since it was last changed: it is the transaction's page still.
     if (this.txn.getDirty(into.pageNo) !== into.leaf) this.txn.setDirty(into.pageNo, into.leaf);
     return true;
+  }
+
+  /**
+   * appendPackedSync for a row the caller writes cell by cell: `write(sink, arg)` makes one
+   * CellSink call per column, straight into the rightmost leaf's column runs (no packed row,
+   * no second copy). Returns false, changing nothing, where appendPackedSync would, and for an
+   * entry too large for a leaf: the caller then takes the general path.
+   */
+  appendCellsSync<T>(key: Buffer, write: (sink: CellSink, arg: T) => void, arg: T): boolean {
+    const target = this.appendTarget;
+    if (target === null) return false;
+    const leaf = target.leaf;
+    if (leaf.columns !== this.columns) return false;
+    if (leaf.count > 0 && leaf.compareKey(leaf.count - 1, key) >= 0) return false;
+    this.checkKey(key);
+    // A leaf at its entry limit still stages the entry, to learn whether it is too large.
+    const capacity = leaf.count + 1 < MAX_NODE_ENTRIES ? this.capacity : -1;
+    const staged = this.stage(leaf, key, write, arg, capacity);
+    if (staged === Staged.TooLarge || staged === Staged.WrongColumns) return false;
+    let into = target;
+    if (staged === Staged.Full) {
+      into = this.startAppendLeaf(key);
+      if (this.stage(into.leaf, key, write, arg, this.capacity) !== Staged.Appended) throw new Error('internal: an entry did not fit an empty leaf');
+    }
+    // A flush wrote the leaf out since it was last changed: it is the transaction's page still.
+    if (this.txn.getDirty(into.pageNo) !== into.leaf) this.txn.setDirty(into.pageNo, into.leaf);
+    return true;
+  }
+
+  private stage<T>(leaf: AppendLeaf, key: Buffer, write: (sink: CellSink, arg: T) => void, arg: T, capacity: number): Staged {
+    const sink = leaf.beginStaged();
+    try {
+      write(sink, arg);
+    } catch (err) {
+      leaf.dropStaged();
+      throw err;
+    }
+    return leaf.commitStaged(key, capacity, this.maxEntryBytes);
   }
 
   /** A new, empty rightmost leaf after the full one, linked into the right edge of the branches. */

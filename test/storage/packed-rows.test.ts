@@ -4,7 +4,7 @@
 // leaf built column by column (AppendLeaf) encodes to exactly the bytes of a MutableLeaf.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { AppendLeaf, LeafView, MutableLeaf, OverflowRef, packRow, plainCellCount } from '../../storage/btree-node.js';
+import { AppendLeaf, LeafView, MutableLeaf, OverflowRef, Staged, entryBytes, packRow, plainCellCount } from '../../storage/btree-node.js';
 import { encodeKey } from '../../storage/keys.js';
 import { RowCodec } from '../../src/row-codec.js';
 import { t } from '../../src/index.js';
@@ -115,6 +115,57 @@ describe('packed rows', () => {
       expect(mutable.tightBytes()).toBeGreaterThanOrEqual(length);
       if (n > 0) expect(mutable.tightBytes()).toBeLessThanOrEqual(capacity);
     }), { numRuns: 150 });
+  });
+
+  it('cells staged straight into an AppendLeaf give the leaf tryAppend makes from packed rows; refused entries leave no trace', () => {
+    const entryLimit = fc.integer({ min: 40, max: 2000 });
+    fc.assert(fc.property(fc.array(rowArb, { minLength: 1, maxLength: 200 }), fc.integer({ min: 2048, max: 16384 }), entryLimit, (rows, capacity, maxEntry) => {
+      const staged = new AppendLeaf(columns.length);
+      const packedLeaf = new AppendLeaf(columns.length);
+      let n = 0;
+      for (const row of rows) {
+        const packed = packOwn(row);
+        const key = encodeKey([n]);
+        const had = staged.bytes;
+        codec.encodeCells(row, staged.beginStaged());
+        const outcome = staged.commitStaged(key, capacity, maxEntry);
+        if (entryBytes(key, packed) > maxEntry) {
+          expect(outcome).toBe(Staged.TooLarge);
+          expect(staged.bytes).toBe(had);
+          continue;
+        }
+        const fits = packedLeaf.tryAppend(key, packed, capacity);
+        expect(outcome).toBe(fits ? Staged.Appended : Staged.Full);
+        if (!fits) { expect(staged.bytes).toBe(had); break; }
+        n++;
+      }
+      expect(staged.count).toBe(n);
+      expect(staged.bytes).toBe(packedLeaf.bytes);
+      const a = Buffer.alloc(1 << 20), b = Buffer.alloc(1 << 20);
+      const length = staged.encodeInto(a);
+      expect(packedLeaf.encodeInto(b)).toBe(length);
+      expect(a.subarray(0, length).equals(b.subarray(0, length))).toBe(true);
+      for (let i = 0; i < n; i++) for (let c = 0; c < columns.length; c++) expect(staged.cell(i, c)).toEqual(packedLeaf.cell(i, c));
+    }), { numRuns: 150 });
+  });
+
+  it('a staged entry with too few cells is refused, and a dropped one leaves no trace', () => {
+    const leaf = new AppendLeaf(columns.length);
+    const row = { i: 1, ts: new Date(5), e: 'a', s: 'kept' };
+    codec.encodeCells(row, leaf.beginStaged());
+    expect(leaf.commitStaged(encodeKey([1]), 1 << 16, 1 << 16)).toBe(Staged.Appended);
+    const sink = leaf.beginStaged();
+    sink.float64(2);
+    sink.utf8('half a row');
+    expect(leaf.commitStaged(encodeKey([2]), 1 << 16, 1 << 16)).toBe(Staged.WrongColumns);
+    codec.encodeCells({ ...row, i: 3, s: 'x'.repeat(100) }, leaf.beginStaged());
+    leaf.dropStaged();
+    const expected = new AppendLeaf(columns.length);
+    expected.append(encodeKey([1]), packOwn(row));
+    const a = Buffer.alloc(1 << 16), b = Buffer.alloc(1 << 16);
+    const length = leaf.encodeInto(a);
+    expect(expected.encodeInto(b)).toBe(length);
+    expect(a.subarray(0, length).equals(b.subarray(0, length))).toBe(true);
   });
 
   it('tryAppend fills a leaf of fixed-width cells to within a row of its capacity', () => {
