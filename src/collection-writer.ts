@@ -46,7 +46,7 @@ export class CollectionLayout {
   /** The row's primary key values, in an array reused from row to row. */
   private primaryKeyParts(row: Row): KeyPart[] {
     const fields = this.meta.primaryKey, parts = this.pkParts;
-    parts.length = fields.length;
+    if (parts.length !== fields.length) parts.length = fields.length; // setting length costs even when unchanged
     for (let i = 0; i < fields.length; i++) parts[i] = row[fields[i]] as KeyPart;
     return parts;
   }

@@ -1018,8 +1018,11 @@ export class AppendLeaf implements LeafLike, DirtyPage {
   constructor(readonly columns: number, like?: AppendLeaf) {
     this.bytes = leafFixedBytes(columns);
     const items = like ? like.count + 1 : 64;
-    this.keys = new ByteRun(like ? like.keys.used : 1024, items);
-    this.cells = Array.from({ length: columns }, (_, c) => new ByteRun(like ? like.cells[c].used : 1024, items));
+    // Room for what the last leaf held and some more: staged cells reserve their worst case
+    // (3 bytes a UTF-16 unit), and a run that must grow is copied whole.
+    const room = (used: number) => used + (used >> 3) + 256;
+    this.keys = new ByteRun(like ? room(like.keys.used) : 1024, items);
+    this.cells = Array.from({ length: columns }, (_, c) => new ByteRun(like ? room(like.cells[c].used) : 1024, items));
     this.absent = new Array(columns).fill(null);
     this.widths = new Int32Array(columns).fill(WIDTH_NONE);
     this.staged = new StagedCells(this.cells);
