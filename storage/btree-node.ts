@@ -913,6 +913,8 @@ class ByteRun {
   data: Buffer;
   view: DataView;
   used = 0;
+  /** Where the last item ends (bytes past it are a staged cell's). */
+  committed = 0;
   ends: Uint32Array;
 
   constructor(bytes: number, items: number) {
@@ -939,7 +941,7 @@ class ByteRun {
       grown.set(this.ends);
       this.ends = grown;
     }
-    this.ends[i] = this.used;
+    this.ends[i] = this.committed = this.used;
   }
 
   /** Appends `len` bytes of `src` at `from` as item i. */
@@ -1069,7 +1071,7 @@ export class AppendLeaf implements LeafLike, DirtyPage {
     let size = LEAF_HEADER_BYTES + 4 * (n + 1) + this.keys.used + key.byteLength + 7;
     let entry = 4 + key.byteLength + columns * 0.25;
     for (let c = 0; c < columns; c++) {
-      const run = this.cells[c], used = run.start(count), w = this.widths[c];
+      const run = this.cells[c], used = run.committed, w = this.widths[c];
       if (staged.isAbsent[c] === 1) {
         entry += 4;
         size += columnBound(n, fixedLayoutWidth(w, n, used), used, true);
@@ -1088,7 +1090,7 @@ export class AppendLeaf implements LeafLike, DirtyPage {
       if (staged.isAbsent[c] === 1) {
         this.markAbsent(c, count);
       } else {
-        const len = run.used - run.start(count), w = this.widths[c];
+        const len = run.used - run.committed, w = this.widths[c];
         if (w === WIDTH_NONE) this.widths[c] = len;
         else if (w !== len) this.widths[c] = WIDTH_MIXED;
       }
@@ -1101,7 +1103,7 @@ export class AppendLeaf implements LeafLike, DirtyPage {
 
   /** Forgets the staged entry's cells. */
   dropStaged(): void {
-    for (let c = 0; c < this.columns; c++) this.cells[c].used = this.cells[c].start(this.count);
+    for (let c = 0; c < this.columns; c++) this.cells[c].used = this.cells[c].committed;
     this.staged.column = 0;
   }
 
