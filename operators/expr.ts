@@ -2,6 +2,7 @@
 // already normalised to the vector representation (timestamps as epoch ms); it is compiled
 // once per query into closures, then bound to each batch's vectors.
 import type { Batch, Vector } from './batch.js';
+import { dictOf } from './dict-vector.js';
 import { pathVector } from './paths.js';
 
 export type CmpOp = '=' | '!=' | '<' | '<=' | '>' | '>=' | 'in' | 'not in' | 'startsWith' | 'is' | 'is not';
@@ -97,6 +98,7 @@ export function compilePredicate(e: Expr): BoundPredicate {
 
 function compileComparison(path: string, op: CmpOp, value: unknown): BoundPredicate {
   const set = op === 'in' || op === 'not in' ? new Set(value as unknown[]) : null;
+  const test = valueTest(op, value, set);
   return (b) => {
     const v: Vector = pathVector(b, path);
     if (v.kind === 'f64') {
@@ -116,28 +118,42 @@ function compileComparison(path: string, op: CmpOp, value: unknown): BoundPredic
         case 'startsWith': return () => false;
       }
     }
+    const d = dictOf(v);
+    if (d !== null) {
+      // Dictionary-coded: each distinct value is tested once, then a row is one lookup.
+      const pass = new Uint8Array(d.dict.length);
+      for (let k = 0; k < d.dict.length; k++) pass[k] = test(d.dict[k]) ? 1 : 0;
+      const codes = d.codes;
+      return (i) => pass[codes[i]] === 1;
+    }
     const xs = v.values;
-    const present = (y: unknown) => y !== undefined && y !== null;
-    if (typeof value === 'string' && !unitOrderIsSafe(value) && (op === '<' || op === '<=' || op === '>' || op === '>=')) {
-      // A bound holding characters at or above U+D800: compare by code point, like the index.
-      const test = op === '<' ? (c: number) => c < 0 : op === '<=' ? (c: number) => c <= 0 : op === '>' ? (c: number) => c > 0 : (c: number) => c >= 0;
-      return (i) => typeof xs[i] === 'string' && test(compareStrings(xs[i] as string, value));
-    }
-    switch (op) {
-      case '=': return (i) => present(xs[i]) && xs[i] === value;
-      case '!=': return (i) => present(xs[i]) && xs[i] !== value;
-      // Safe for strings: a bound without characters at or above U+D800 orders the same by code unit and by code point.
-      case '<': return (i) => present(xs[i]) && (xs[i] as never) < (value as never);
-      case '<=': return (i) => present(xs[i]) && (xs[i] as never) <= (value as never);
-      case '>': return (i) => present(xs[i]) && (xs[i] as never) > (value as never);
-      case '>=': return (i) => present(xs[i]) && (xs[i] as never) >= (value as never);
-      case 'in': return (i) => present(xs[i]) && set!.has(xs[i]);
-      case 'not in': return (i) => present(xs[i]) && !set!.has(xs[i]);
-      case 'is': return (i) => !present(xs[i]);
-      case 'is not': return (i) => present(xs[i]);
-      case 'startsWith': return (i) => typeof xs[i] === 'string' && (xs[i] as string).startsWith(value as string);
-    }
+    return (i) => test(xs[i]);
   };
+}
+
+const present = (y: unknown) => y !== undefined && y !== null;
+
+/** The comparison on one value of a plain vector (absent: undefined). */
+function valueTest(op: CmpOp, value: unknown, set: Set<unknown> | null): (x: unknown) => boolean {
+  if (typeof value === 'string' && !unitOrderIsSafe(value) && (op === '<' || op === '<=' || op === '>' || op === '>=')) {
+    // A bound holding characters at or above U+D800: compare by code point, like the index.
+    const sign = op === '<' ? (c: number) => c < 0 : op === '<=' ? (c: number) => c <= 0 : op === '>' ? (c: number) => c > 0 : (c: number) => c >= 0;
+    return (x) => typeof x === 'string' && sign(compareStrings(x, value));
+  }
+  switch (op) {
+    case '=': return (x) => present(x) && x === value;
+    case '!=': return (x) => present(x) && x !== value;
+    // Safe for strings: a bound without characters at or above U+D800 orders the same by code unit and by code point.
+    case '<': return (x) => present(x) && (x as never) < (value as never);
+    case '<=': return (x) => present(x) && (x as never) <= (value as never);
+    case '>': return (x) => present(x) && (x as never) > (value as never);
+    case '>=': return (x) => present(x) && (x as never) >= (value as never);
+    case 'in': return (x) => present(x) && set!.has(x);
+    case 'not in': return (x) => present(x) && !set!.has(x);
+    case 'is': return (x) => !present(x);
+    case 'is not': return (x) => present(x);
+    case 'startsWith': return (x) => typeof x === 'string' && x.startsWith(value as string);
+  }
 }
 
 /** Indices of the rows of `b` that pass, written into `out` (grown as needed); returns the count. */

@@ -6,6 +6,7 @@ import { LeafView, OverflowRef, type DictColumn } from '../storage/btree-node.js
 import { readOverflow, type KeyBounds, type LeafSlice } from '../storage/btree.js';
 import type { Pager } from '../storage/pager.js';
 import type { Batch, Vector } from './batch.js';
+import { dictOf, type DictVector } from './dict-vector.js';
 import { compileSelector, exprToString, type Expr } from './expr.js';
 import { throwIfAborted, type ExecContext, type Operator } from './operator.js';
 
@@ -49,11 +50,19 @@ export function dictionaryStrings(view: DictColumn): string[] {
 /**
  * One column of an output batch being filled, leaf by leaf, at increasing offsets. Numbers
  * go to a Float64Array (absent mask made on first need), everything else to a plain array.
+ * While every row so far came from dictionary columns, the strings also carry codes into a
+ * dictionary of the batch's own (each leaf's codes mapped into it), so the vector is a
+ * DictVector: filters test each distinct value once, the aggregate looks each one up once.
  */
 export class ColumnBuilder {
   f64: Float64Array | null;
   absent: Uint8Array | null = null;
   any: unknown[] | null;
+  /** Codes of the rows so far; null before the first dictionary rows and once a row came without. */
+  codes: Int32Array | null = null;
+  private coded = true;
+  private readonly dict: unknown[] = [];
+  private readonly dictIds = new Map<unknown, number>();
   constructor(readonly col: ScanColumn, readonly capacity: number) {
     this.f64 = col.decoder.kind === 'f64' ? new Float64Array(capacity) : null;
     this.any = col.decoder.kind === 'f64' ? null : new Array(capacity);
@@ -61,10 +70,40 @@ export class ColumnBuilder {
   markAbsent(at: number): void {
     (this.absent ??= new Uint8Array(this.capacity))[at] = 1;
   }
+  /** Rows written without codes: the column stays a plain vector. */
+  uncoded(): void {
+    this.coded = false;
+    this.codes = null;
+  }
+  /**
+   * For rows coming from a dictionary of `values`: each value's code in the batch's dictionary
+   * (one more entry, last, for an absent cell), or null when the column is not coded.
+   */
+  remap(values: readonly unknown[]): Int32Array | null {
+    if (!this.coded) return null;
+    this.codes ??= new Int32Array(this.capacity);
+    const map = new Int32Array(values.length + 1);
+    for (let k = 0; k < values.length; k++) map[k] = this.codeOf(values[k]);
+    map[values.length] = this.codeOf(undefined);
+    return map;
+  }
+  private codeOf(x: unknown): number {
+    let c = this.dictIds.get(x);
+    if (c === undefined) {
+      c = this.dict.length;
+      this.dict.push(x);
+      this.dictIds.set(x, c);
+    }
+    return c;
+  }
   vector(length: number): Vector {
     if (this.f64) return { kind: 'f64', values: this.f64.subarray(0, length), absent: this.absent ? this.absent.subarray(0, length) : null };
     const values = this.any!;
     if (values.length !== length) values.length = length;
+    if (this.codes !== null) {
+      const coded: DictVector = { kind: 'any', values, codes: this.codes.subarray(0, length), dict: [...this.dict, undefined] };
+      return coded;
+    }
     return { kind: 'any', values };
   }
 }
@@ -82,6 +121,7 @@ export function readColumn(pager: Pager, leaf: LeafSlice['leaf'], rows: ArrayLik
 async function readCells(pager: Pager, leaf: LeafSlice['leaf'], rows: ArrayLike<number>, count: number, out: ColumnBuilder, at: number): Promise<void> {
   const col = out.col;
   const c = col.column;
+  if (!out.f64) out.uncoded();
   if (out.f64) {
     const values = out.f64;
     for (let k = 0; k < count; k++) {
@@ -110,6 +150,7 @@ function readFromView(leaf: LeafView, rows: ArrayLike<number>, count: number, ou
   const c = out.col.column;
   const kind = out.col.decoder.kind;
   if (c >= leaf.columns) { // a column added after this leaf was written: absent everywhere
+    out.uncoded();
     for (let k = 0; k < count; k++) {
       if (out.f64) out.markAbsent(at + k);
       else out.any![at + k] = undefined;
@@ -118,6 +159,7 @@ function readFromView(leaf: LeafView, rows: ArrayLike<number>, count: number, ou
   }
   const view = leaf.column(c);
   const bits = view.absent;
+  if (kind !== 'f64' && (kind !== 'utf8' || view.kind !== 'dict')) out.uncoded();
   if (kind === 'f64') {
     if (view.kind !== 'fixed' || view.f64 === null) return false;
     const all = view.f64;
@@ -144,6 +186,17 @@ function readFromView(leaf: LeafView, rows: ArrayLike<number>, count: number, ou
     }
     if (view.kind === 'dict') {
       const strings = dictionaryStrings(view), codes = view.codes;
+      const map = out.remap(strings);
+      if (map !== null) {
+        const outCodes = out.codes!, absentCode = map[strings.length];
+        for (let k = 0; k < count; k++) {
+          const i = rows[k];
+          const gone = bits !== null && (bits[i >> 3] & (1 << (i & 7))) !== 0;
+          values[at + k] = gone ? undefined : strings[codes[i]];
+          outCodes[at + k] = gone ? absentCode : map[codes[i]];
+        }
+        return true;
+      }
       for (let k = 0; k < count; k++) {
         const i = rows[k];
         values[at + k] = bits !== null && (bits[i >> 3] & (1 << (i & 7))) !== 0 ? undefined : strings[codes[i]];
@@ -275,6 +328,9 @@ export class TableScanOp implements Operator {
           } else {
             const values = b.any!;
             for (let k = 0; k < count; k++) values[at + k] = v.values[sel[k]];
+            const d = dictOf(v), map = d !== null ? b.remap(d.dict) : null;
+            if (map === null) b.uncoded();
+            else for (let k = 0; k < count; k++) b.codes![at + k] = map[d!.codes[sel[k]]];
           }
         });
       }

@@ -7,9 +7,58 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { model, t, type Collection, type Database } from '../../src/index.js';
 import type { Batch, Vector } from '../../operators/batch.js';
 import { compilePredicate, compileSelector, type CmpOp, type Expr } from '../../operators/expr.js';
+import { dictOf } from '../../operators/dict-vector.js';
+import { ColumnBuilder, readColumn, type ScanColumn } from '../../operators/scan-op.js';
+import { AppendLeaf, LeafView, PackedRowBuilder } from '../../storage/btree-node.js';
+import { encodeKey } from '../../storage/keys.js';
+import type { Pager } from '../../storage/pager.js';
 import { MODES, Orders, TS0, makeOrders, openDb, openOrders, prng, pick, type Order } from './helpers.js';
 
 const byId = (a: { id: number }, b: { id: number }) => a.id - b.id;
+
+describe('dictionary columns reach the batch as codes', () => {
+  /** A leaf of one string column holding `cells` (undefined: absent), as its page decodes. */
+  function leafOf(cells: (string | undefined)[]): LeafView {
+    const leaf = new AppendLeaf(1);
+    const b = new PackedRowBuilder();
+    cells.forEach((x, i) => {
+      b.begin(1);
+      if (x === undefined) b.absent(); else b.utf8(x);
+      leaf.append(encodeKey([i]), Buffer.from(b.current()));
+    });
+    const page = Buffer.alloc(1 << 16);
+    return new LeafView(page.subarray(0, leaf.encodeInto(page)), 0);
+  }
+  const col: ScanColumn = { path: 's', column: 0, decoder: { kind: 'utf8' } };
+  const pager = null as unknown as Pager; // page views need no pager
+  const rowsOf = (n: number) => Uint32Array.from({ length: n }, (_, i) => i);
+
+  it('rows from dictionary leaves carry codes into one dictionary per batch; a plain leaf drops them', async () => {
+    const a = Array.from({ length: 300 }, (_, i) => (i % 7 === 0 ? undefined : ['red', 'green', 'blue'][i % 3]));
+    const b = Array.from({ length: 200 }, (_, i) => ['blue', 'magenta'][i % 2]);
+    const [leafA, leafB] = [leafOf(a), leafOf(b)];
+    expect(leafA.column(0).kind).toBe('dict');
+    expect(leafB.column(0).kind).toBe('dict');
+    const out = new ColumnBuilder(col, 500);
+    expect(readColumn(pager, leafA, rowsOf(300), 300, out, 0)).toBeNull();
+    expect(readColumn(pager, leafB, rowsOf(200), 200, out, 300)).toBeNull();
+    const v = out.vector(500);
+    const d = dictOf(v);
+    expect(d).not.toBeNull();
+    const all = [...a, ...b];
+    expect(v.values).toEqual(all);
+    for (let i = 0; i < 500; i++) expect(d!.dict[d!.codes[i]]).toBe(all[i]);
+    expect(new Set(d!.dict.filter((x) => x !== undefined)).size).toBe(4); // red, green, blue, magenta: one code each
+    // Unique strings are stored with offsets, not a dictionary: the batch then has no codes.
+    const unique = leafOf(Array.from({ length: 50 }, (_, i) => `value number ${i}`));
+    expect(unique.column(0).kind).toBe('variable');
+    const mixed = new ColumnBuilder(col, 350);
+    readColumn(pager, leafA, rowsOf(300), 300, mixed, 0);
+    readColumn(pager, unique, rowsOf(50), 50, mixed, 300);
+    expect(dictOf(mixed.vector(350))).toBeNull();
+    expect(mixed.vector(350).values).toEqual([...a, ...Array.from({ length: 50 }, (_, i) => `value number ${i}`)]);
+  });
+});
 
 describe('compileSelector agrees with compilePredicate', () => {
   const OPS: CmpOp[] = ['<', '<=', '>', '>=', '=', '!=', 'in', 'not in', 'is', 'is not'];
@@ -60,6 +109,28 @@ describe('compileSelector agrees with compilePredicate', () => {
       for (let i = 0; i < n; i += 2) half[h++] = i;
       const kept = compileSelector(e)(batch, half, h);
       expect([...half.subarray(0, kept)]).toEqual(want.filter((i) => i % 2 === 0));
+    }
+  });
+
+  it('on dictionary-coded vectors exactly as on the same values without codes', () => {
+    const rnd = prng(11);
+    const words = ['apple', 'banana', 'cherry', 'date', 'elder', 'fig', 'grape'];
+    const STRING_OPS: CmpOp[] = ['=', '!=', '<', '<=', '>', '>=', 'in', 'not in', 'is', 'is not', 'startsWith'];
+    for (let round = 0; round < 200; round++) {
+      const n = 1 + Math.floor(rnd() * 200);
+      const dict: unknown[] = words.filter(() => rnd() < 0.7);
+      dict.push(undefined); // absent rows, then the trailing entry every DictVector has
+      const codes = new Int32Array(n);
+      for (let i = 0; i < n; i++) codes[i] = Math.floor(rnd() * dict.length);
+      const values = Array.from(codes, (c) => dict[c]);
+      const coded = { length: n, vectors: new Map<string, Vector>([['s', { kind: 'any', values, codes, dict } as Vector]]) };
+      const plain = { length: n, vectors: new Map<string, Vector>([['s', { kind: 'any', values: [...values] }]]) };
+      const op = pick(rnd, STRING_OPS);
+      const value = op === 'in' || op === 'not in' ? [pick(rnd, words), pick(rnd, words)] : op === 'is' || op === 'is not' ? null
+        : op === 'startsWith' ? pick(rnd, words).slice(0, 2) : pick(rnd, words);
+      const e: Expr = { kind: 'cmp', path: 's', op, value };
+      const onCoded = compilePredicate(e)(coded), onPlain = compilePredicate(e)(plain);
+      for (let i = 0; i < n; i++) expect(onCoded(i), `${op} ${JSON.stringify(value)} row ${i}`).toBe(onPlain(i));
     }
   });
 
