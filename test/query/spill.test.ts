@@ -155,8 +155,8 @@ describe.each(MODES)('bounded memory: spilling operators under a 1 MiB limit (%s
     expect(gotLarge.map((r) => r.id)).toEqual([...orderRows].sort(compareRows(tsKeys)).slice(500, 12_000).map((r) => r.id));
   });
 
-  it('a spilling sort holds its spill I/O inside the budget: the peak, I/O buffers counted, stays within the limit', async () => {
-    // Every reservation granted while the query runs, by label.
+  /** Runs `fn` and returns what it returned with every reservation granted meanwhile, by label. */
+  async function grantedDuring<T>(fn: () => Promise<T>): Promise<{ out: T; granted: { label: string; bytes: number }[] }> {
     const granted: { label: string; bytes: number }[] = [];
     const tryGrow = Reservation.prototype.tryGrow;
     const spy = vi.spyOn(Reservation.prototype, 'tryGrow').mockImplementation(function (this: Reservation, bytes: number) {
@@ -164,12 +164,15 @@ describe.each(MODES)('bounded memory: spilling operators under a 1 MiB limit (%s
       if (ok) granted.push({ label: this.label, bytes });
       return ok;
     });
-    let text: string;
     try {
-      text = await orders.query().orderBy('amount').orderBy('id').explain({ analyze: true });
+      return { out: await fn(), granted };
     } finally {
       spy.mockRestore();
     }
+  }
+
+  it('a spilling sort holds its spill I/O inside the budget: the peak, I/O buffers counted, stays within the limit', async () => {
+    const { out: text, granted } = await grantedDuring(() => orders.query().orderBy('amount').orderBy('id').explain({ analyze: true }));
     const sort = /Sort: .*spilled .* in (\d+) runs/.exec(text);
     expect(sort, text).not.toBeNull();
     expect(Number(sort![1])).toBeGreaterThan(2); // enough runs to merge several at once
@@ -184,20 +187,10 @@ describe.each(MODES)('bounded memory: spilling operators under a 1 MiB limit (%s
   });
 
   it('grace partitioning (join, aggregate) reserves its writers\' buffers, and the peak stays within the limit', async () => {
-    const granted: { label: string; bytes: number }[] = [];
-    const tryGrow = Reservation.prototype.tryGrow;
-    const spy = vi.spyOn(Reservation.prototype, 'tryGrow').mockImplementation(function (this: Reservation, bytes: number) {
-      const ok = tryGrow.call(this, bytes);
-      if (ok) granted.push({ label: this.label, bytes });
-      return ok;
-    });
-    const texts: string[] = [];
-    try {
-      texts.push(await orders.query().select('id', 'userId', 'amount').join(Tags, 'userId', 'userId', { as: 'tag' }).explain({ analyze: true }));
-      texts.push(await orders.query().groupBy('id').aggregate({ n: count() }).explain({ analyze: true }));
-    } finally {
-      spy.mockRestore();
-    }
+    const { out: texts, granted } = await grantedDuring(async () => [
+      await orders.query().select('id', 'userId', 'amount').join(Tags, 'userId', 'userId', { as: 'tag' }).explain({ analyze: true }),
+      await orders.query().groupBy('id').aggregate({ n: count() }).explain({ analyze: true }),
+    ]);
     expect(texts[0]).toMatch(/HashJoin: .*partitions/);
     expect(texts[1]).toMatch(/HashAggregate: .*spilled .* partitions/);
     // The writers' pages were reserved: a page for each partition, a quarter of the 1 MiB limit
