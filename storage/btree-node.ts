@@ -102,10 +102,6 @@ export function packRow(cells: readonly StoredCell[]): PackedRow {
 export const emptyPackedRow = (): PackedRow => EMPTY_ROW;
 
 /**
- * Builds packed rows cell by cell in one reusable scratch buffer: encoding a row allocates
- * nothing, and a caller that keeps the row copies it (`current`).
- */
-/**
  * Where a row's cells are written, one call per column in column order: a packed row
  * (PackedRowBuilder) or the column runs of a leaf being loaded (AppendLeaf's staged entry).
  */
@@ -133,6 +129,10 @@ function writeUtf8(out: Buffer, at: number, v: string): number {
   return i === len ? len : out.write(v, at, 'utf8');
 }
 
+/**
+ * Builds packed rows cell by cell in one reusable scratch buffer: encoding a row allocates
+ * nothing, and a caller that keeps the row copies it (`current`).
+ */
 export class PackedRowBuilder implements CellSink {
   private scratch = Buffer.allocUnsafe(4096);
   private view = new DataView(this.scratch.buffer, this.scratch.byteOffset, this.scratch.byteLength);
@@ -957,13 +957,6 @@ class ByteRun {
 export enum Staged { Appended, Full, TooLarge, WrongColumns }
 
 /**
- * The rightmost leaf of a tree being loaded in key order, built column by column: an appended
- * entry's key and cells are copied onto the ends of per-column byte runs (no object per
- * entry, no search, no splice), and encoding the page is one copy per column. It encodes to
- * exactly the bytes a MutableLeaf with the same entries would. Holds no overflow references;
- * any other change to it goes through a MutableLeaf copy.
- */
-/**
  * A staged entry of an AppendLeaf: the CellSink calls write its cells straight onto the ends of
  * the leaf's column runs, past the committed bytes; AppendLeaf.commitStaged keeps them when the
  * leaf still fits, dropStaged forgets them. A load so copies each value once, from the row
@@ -1022,8 +1015,22 @@ class StagedCells implements CellSink {
     run.data.set(v, run.used);
     run.used += v.byteLength;
   }
+
+  /** The next cell: `len` bytes of `src` from `from` (a packed row's cell). */
+  copy(src: Uint8Array, from: number, len: number): void {
+    const run = this.cell(len);
+    copyBytes(src as Buffer, from, run.data, run.used, len);
+    run.used += len;
+  }
 }
 
+/**
+ * The rightmost leaf of a tree being loaded in key order, built column by column: an appended
+ * entry's key and cells are copied onto the ends of per-column byte runs (no object per
+ * entry, no search, no splice), and encoding the page is one copy per column. It encodes to
+ * exactly the bytes a MutableLeaf with the same entries would. Holds no overflow references;
+ * any other change to it goes through a MutableLeaf copy.
+ */
 export class AppendLeaf implements LeafLike, DirtyPage {
   readonly isLeaf = true as const;
   readonly pageType = PageType.Leaf;
@@ -1120,52 +1127,31 @@ export class AppendLeaf implements LeafLike, DirtyPage {
   /**
    * Appends the entry when the leaf's encoding with it stays within `capacity` bytes, by the
    * bound MutableLeaf.tightBytes computes (kept here column by column as entries arrive);
-   * false, changing nothing, when it would not.
+   * false, changing nothing, when it would not. `row` has `columns` cells and no overflow
+   * (plainCellCount).
    */
   tryAppend(key: Uint8Array, row: PackedRow, capacity: number): boolean {
-    const n = this.count + 1;
-    let size = LEAF_HEADER_BYTES + 4 * (n + 1) + this.keys.used + key.byteLength + 7;
-    let at = 2;
-    for (let c = 0; c < this.columns; c++) {
-      const len = (row[at] | (row[at + 1] << 8) | (row[at + 2] << 16) | (row[at + 3] << 24)) >>> 0;
-      at += 4;
-      const w = this.widths[c], used = this.cells[c].used;
-      if (len === PACKED_ABSENT) {
-        size += columnBound(n, fixedLayoutWidth(w, n, used), used, true);
-        continue;
-      }
-      at += len;
-      const width = w === WIDTH_NONE || w === len ? len : WIDTH_MIXED;
-      size += columnBound(n, fixedLayoutWidth(width, n, used + len), used + len, this.absent[c] !== null);
-      if (size > capacity) return false;
-    }
-    if (size > capacity) return false;
-    this.append(key, row);
-    return true;
+    this.stagePacked(row);
+    return this.commitStaged(key, capacity, Infinity) === Staged.Appended;
   }
 
-  /** Appends an entry above every key it holds; `row` has `columns` cells and no overflow (plainCellCount). */
+  /** Appends an entry above every key it holds, whatever its size; `row` as for tryAppend. */
   append(key: Uint8Array, row: PackedRow): void {
-    const i = this.count;
-    this.keys.push(i, key, 0, key.byteLength);
+    this.stagePacked(row);
+    if (this.commitStaged(key, Infinity, Infinity) !== Staged.Appended) throw new Error('internal: a packed row without a cell per column');
+  }
+
+  /** Stages the cells of a packed row. */
+  private stagePacked(row: PackedRow): void {
+    const sink = this.beginStaged();
     let at = 2;
     for (let c = 0; c < this.columns; c++) {
       const len = (row[at] | (row[at + 1] << 8) | (row[at + 2] << 16) | (row[at + 3] << 24)) >>> 0;
       at += 4;
-      const run = this.cells[c];
-      if (len === PACKED_ABSENT) {
-        run.push(i, row, at, 0);
-        this.markAbsent(c, i);
-        continue;
-      }
-      run.push(i, row, at, len);
+      if (len === PACKED_ABSENT) { sink.absent(); continue; }
+      this.staged.copy(row, at, len);
       at += len;
-      const w = this.widths[c];
-      if (w === WIDTH_NONE) this.widths[c] = len;
-      else if (w !== len) this.widths[c] = WIDTH_MIXED;
     }
-    this.count = i + 1;
-    this.bytes += entryBytes(key, row);
   }
 
   compareKey(i: number, key: Buffer): number {
