@@ -54,8 +54,14 @@ export function encodeKey(parts: readonly KeyPart[]): Buffer {
  * encodeKeyScratch, so for keys that are copied at once (a row appended to a leaf).
  */
 export function encodeKeyScratch(parts: readonly KeyPart[]): Buffer {
-  return assembled.subarray(0, assemble(parts));
+  const length = assemble(parts);
+  // One view of the shared buffer per key length, reused: a load encodes a key per row.
+  if (scratchViewsOf !== assembled) { scratchViews.length = 0; scratchViewsOf = assembled; }
+  return (scratchViews[length] ??= assembled.subarray(0, length));
 }
+
+const scratchViews: Buffer[] = [];
+let scratchViewsOf: Buffer | null = null;
 
 /** Escapes and terminates the parts' ordered-binary encodings into `assembled`; returns the length. */
 function assemble(parts: readonly KeyPart[]): number {
