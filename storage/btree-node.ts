@@ -112,6 +112,21 @@ export interface CellSink {
   byte(v: number): void;
   utf8(v: string): void;
   bytes(v: Uint8Array): void;
+  /** A cell's raw bytes: `len` bytes of `src` from `from` (a packed row's cell). */
+  copy(src: Uint8Array, from: number, len: number): void;
+}
+
+/** Writes the cells of a packed row (no overflow references: plainCellCount) to `sink`. */
+export function writePackedCells(sink: CellSink, row: PackedRow): void {
+  const n = row[0] | (row[1] << 8);
+  let at = 2;
+  for (let c = 0; c < n; c++) {
+    const len = (row[at] | (row[at + 1] << 8) | (row[at + 2] << 16) | (row[at + 3] << 24)) >>> 0;
+    at += 4;
+    if (len === PACKED_ABSENT) { sink.absent(); continue; }
+    sink.copy(row, at, len);
+    at += len;
+  }
 }
 
 /** Writes `v` as UTF-8 at `at` (room for 3 bytes a code unit); returns the byte count. */
@@ -197,6 +212,13 @@ export class PackedRowBuilder implements CellSink {
     this.view.setUint32(this.at, v.byteLength, true);
     this.scratch.set(v, this.at + 4);
     this.at += 4 + v.byteLength;
+  }
+
+  copy(src: Uint8Array, from: number, len: number): void {
+    this.reserve(4 + len);
+    this.view.setUint32(this.at, len, true);
+    copyBytes(src as Buffer, from, this.scratch, this.at + 4, len);
+    this.at += 4 + len;
   }
 
   /** The row built so far, in the scratch buffer: valid until the next `begin`. */
@@ -1016,7 +1038,6 @@ class StagedCells implements CellSink {
     run.used += v.byteLength;
   }
 
-  /** The next cell: `len` bytes of `src` from `from` (a packed row's cell). */
   copy(src: Uint8Array, from: number, len: number): void {
     const run = this.cell(len);
     copyBytes(src as Buffer, from, run.data, run.used, len);
@@ -1131,27 +1152,14 @@ export class AppendLeaf implements LeafLike, DirtyPage {
    * (plainCellCount).
    */
   tryAppend(key: Uint8Array, row: PackedRow, capacity: number): boolean {
-    this.stagePacked(row);
+    writePackedCells(this.beginStaged(), row);
     return this.commitStaged(key, capacity, Infinity) === Staged.Appended;
   }
 
   /** Appends an entry above every key it holds, whatever its size; `row` as for tryAppend. */
   append(key: Uint8Array, row: PackedRow): void {
-    this.stagePacked(row);
+    writePackedCells(this.beginStaged(), row);
     if (this.commitStaged(key, Infinity, Infinity) !== Staged.Appended) throw new Error('internal: a packed row without a cell per column');
-  }
-
-  /** Stages the cells of a packed row. */
-  private stagePacked(row: PackedRow): void {
-    const sink = this.beginStaged();
-    let at = 2;
-    for (let c = 0; c < this.columns; c++) {
-      const len = (row[at] | (row[at + 1] << 8) | (row[at + 2] << 16) | (row[at + 3] << 24)) >>> 0;
-      at += 4;
-      if (len === PACKED_ABSENT) { sink.absent(); continue; }
-      this.staged.copy(row, at, len);
-      at += len;
-    }
   }
 
   compareKey(i: number, key: Buffer): number {

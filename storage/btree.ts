@@ -14,7 +14,7 @@ import type { CachedPage } from './buffer-pool.js';
 import { alignedBuffer, alignedBufferUnsafe } from './block-store.js';
 import {
   AppendLeaf, BranchView, Staged, EncodedLeaf, LeafView, MutableBranch, MutableLeaf, OverflowRef, asBuffer, branchFixedBytes, childIndexFor,
-  decodeNode, emptyPackedRow, entryBytes, firstAtOrAfter, lastAtOrBefore, leafFixedBytes, packRow, plainCellCount, unpackRow,
+  decodeNode, emptyPackedRow, entryBytes, firstAtOrAfter, writePackedCells, lastAtOrBefore, leafFixedBytes, packRow, plainCellCount, unpackRow,
   type BranchLike, type Cell, type CellSink, type LeafLike, type NodeLike, type PackedRow, type StoredCell,
 } from './btree-node.js';
 
@@ -527,29 +527,14 @@ export class BTreeWriter {
    * the tree's right edge.
    */
   appendPackedSync(key: Buffer, row: PackedRow): boolean {
-    const target = this.appendTarget;
-    if (target === null) return false;
-    const leaf = target.leaf;
-    if (leaf.columns !== this.columns || plainCellCount(row) !== this.columns) return false;
-    if (leaf.count > 0 && leaf.compareKey(leaf.count - 1, key) >= 0) return false;
-    this.checkKey(key);
-    const bytes = entryBytes(key, row);
-    if (bytes > this.maxEntryBytes) return false;
-    let into = target;
-    if (leaf.count + 1 >= MAX_NODE_ENTRIES || !leaf.tryAppend(key, row, this.capacity)) {
-      into = this.startAppendLeaf(key);
-      into.leaf.append(key, row);
-    }
-    // A flush wrote the leaf out since it was last changed: it is the transaction's page still.
-    if (this.txn.getDirty(into.pageNo) !== into.leaf) this.txn.setDirty(into.pageNo, into.leaf);
-    return true;
+    return plainCellCount(row) === this.columns && this.appendCellsSync(key, writePackedCells, row);
   }
 
   /**
    * appendPackedSync for a row the caller writes cell by cell: `write(sink, arg)` makes one
    * CellSink call per column, straight into the rightmost leaf's column runs (no packed row,
-   * no second copy). Returns false, changing nothing, where appendPackedSync would, and for an
-   * entry too large for a leaf: the caller then takes the general path.
+   * no second copy). Returns false, changing nothing, where the path does not apply, and for
+   * an entry too large for a leaf: the caller then takes the general path.
    */
   appendCellsSync<T>(key: Buffer, write: (sink: CellSink, arg: T) => void, arg: T): boolean {
     const target = this.appendTarget;
