@@ -61,8 +61,9 @@ export class ColumnBuilder {
   /** Codes of the rows so far; null before the first dictionary rows and once a row came without. */
   codes: Int32Array | null = null;
   private coded = true;
-  private readonly dict: unknown[] = [];
-  private readonly dictIds = new Map<unknown, number>();
+  /** The batch's dictionary and each value's code in it; made with the first dictionary rows. */
+  private dict: unknown[] | null = null;
+  private dictIds: Map<unknown, number> | null = null;
   constructor(readonly col: ScanColumn, readonly capacity: number) {
     this.f64 = col.decoder.kind === 'f64' ? new Float64Array(capacity) : null;
     this.any = col.decoder.kind === 'f64' ? null : new Array(capacity);
@@ -82,17 +83,19 @@ export class ColumnBuilder {
   remap(values: readonly unknown[]): Int32Array | null {
     if (!this.coded) return null;
     this.codes ??= new Int32Array(this.capacity);
+    this.dict ??= [];
+    this.dictIds ??= new Map();
     const map = new Int32Array(values.length + 1);
     for (let k = 0; k < values.length; k++) map[k] = this.codeOf(values[k]);
     map[values.length] = this.codeOf(undefined);
     return map;
   }
   private codeOf(x: unknown): number {
-    let c = this.dictIds.get(x);
+    let c = this.dictIds!.get(x);
     if (c === undefined) {
-      c = this.dict.length;
-      this.dict.push(x);
-      this.dictIds.set(x, c);
+      c = this.dict!.length;
+      this.dict!.push(x);
+      this.dictIds!.set(x, c);
     }
     return c;
   }
@@ -101,7 +104,7 @@ export class ColumnBuilder {
     const values = this.any!;
     if (values.length !== length) values.length = length;
     if (this.codes !== null) {
-      const coded: DictVector = { kind: 'any', values, codes: this.codes.subarray(0, length), dict: [...this.dict, undefined] };
+      const coded: DictVector = { kind: 'any', values, codes: this.codes.subarray(0, length), dict: [...this.dict!, undefined] };
       return coded;
     }
     return { kind: 'any', values };
@@ -121,7 +124,6 @@ export function readColumn(pager: Pager, leaf: LeafSlice['leaf'], rows: ArrayLik
 async function readCells(pager: Pager, leaf: LeafSlice['leaf'], rows: ArrayLike<number>, count: number, out: ColumnBuilder, at: number): Promise<void> {
   const col = out.col;
   const c = col.column;
-  if (!out.f64) out.uncoded();
   if (out.f64) {
     const values = out.f64;
     for (let k = 0; k < count; k++) {
@@ -131,6 +133,7 @@ async function readCells(pager: Pager, leaf: LeafSlice['leaf'], rows: ArrayLike<
     }
     return;
   }
+  out.uncoded();
   const decode = col.decoder.kind === 'utf8' ? decodeUtf8Cell : col.decoder.kind === 'value' ? col.decoder.decode : null;
   const values = out.any!;
   for (let k = 0; k < count; k++) {
