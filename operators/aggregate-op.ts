@@ -3,7 +3,7 @@
 // spill partitions by hash of the group key and the table starts empty. At the end each
 // partition is aggregated on its own, re-partitioned with a new hash seed when it is still
 // too large. Partial states merge exactly, so results match an in-memory run.
-import { Packr } from 'msgpackr/pack'; // under Node, msgpackr's JS build: no native string extractor (a few MiB of RSS)
+import { Packr } from 'msgpackr/pack'; // under Node, msgpackr's JS build: its native string extractor is not loaded
 import type { SpillRun, SpillRunWriter } from '../storage/spill-space.js';
 import { valueAt, type Batch, type Vector } from './batch.js';
 import { compareValues } from './expr.js';

@@ -2,7 +2,7 @@
 // holds the same columnar form the operators work on. A column of strings (absent allowed) is
 // one UTF-8 blob plus the strings' lengths: msgpack spent most of a sort's spill time packing
 // strings one by one, while one join + one encode, and one decode + substrings, are cheap.
-import { Packr } from 'msgpackr/pack'; // under Node, msgpackr's JS build: no native string extractor (a few MiB of RSS)
+import { Packr } from 'msgpackr/pack'; // under Node, msgpackr's JS build: its native string extractor is not loaded
 import { ModelVaultError } from '../storage/errors.js';
 import type { Batch, Vector } from './batch.js';
 

@@ -1,7 +1,7 @@
 // The schema catalog, persisted in the file: for each collection its schema version, fields
 // (the record structure rows are encoded with), column order, primary key, indexes and the
 // trees holding them, and its row count. It lives as metadata entries of the storage catalog.
-import { Packr } from 'msgpackr/pack'; // under Node, msgpackr's JS build: no native string extractor (a few MiB of RSS)
+import { Packr } from 'msgpackr/pack'; // under Node, msgpackr's JS build: its native string extractor is not loaded
 import type { TreeReader } from '../storage/engine.js';
 import { ModelVaultError } from '../storage/errors.js';
 import { Model } from './model.js';

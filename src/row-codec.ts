@@ -3,7 +3,7 @@
 // bigints as int64, booleans as one byte, strings as UTF-8, bytes raw; lists, objects and json
 // as msgpack. Nested objects are stored as arrays in schema order (the record structure is the
 // schema kept in the catalog), so rows carry no field names.
-import { Packr } from 'msgpackr/pack'; // under Node, msgpackr's JS build: no native string extractor (a few MiB of RSS)
+import { Packr } from 'msgpackr/pack'; // under Node, msgpackr's JS build: its native string extractor is not loaded
 import { readOverflowSync, resolveRowSync, type Cell } from '../storage/btree.js';
 import { LeafView, OverflowRef, PackedRowBuilder, bitSet, type CellSink, type LeafLike, type PackedRow } from '../storage/btree-node.js';
 import type { Pager } from '../storage/pager.js';
