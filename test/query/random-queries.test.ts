@@ -3,7 +3,7 @@
 // with a plain-JS reference over the same rows, on both storage modes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { filter, map } from 'ix/asynciterable/operators';
-import { toArray as ixToArray } from 'ix/asynciterable';
+import { AsyncIterableX, toArray as ixToArray } from 'ix/asynciterable';
 import type { Collection, Condition, ConditionBuilder, Database, Query } from '../../src/index.js';
 import {
   CATEGORIES, MODES, Orders, SOURCES, TS0, byId, collect, compareRows, evalPred, intIn, keyTuples, makeOrders, openOrders, pick, prng, project,
@@ -305,6 +305,8 @@ describe.each(MODES)('randomised queries against a plain-JS reference (%s)', (mo
 
   it('the result is an IxJS AsyncIterableX: pipe() with ix operators works on rows', async () => {
     const q = orders.query().where('category', 'in', ['cat01', 'cat02', 'cat03']).orderBy('id');
+    // The class a user imports from ix (src/ix.ts loads it in a roundabout way; it must be the same one).
+    expect(q).toBeInstanceOf(AsyncIterableX);
     const piped = q.pipe(
       filter((r) => r.qty > 4),
       map((r) => ({ id: r.id, total: r.amount * r.qty })),
