@@ -294,24 +294,89 @@ export function lastAtOrBefore(node: NodeLike, key: Buffer): number {
 }
 
 /**
- * Binary search over keys packed in a page: the first index in [lo, hi) whose key is > key
- * (`orEqual` false: >= key). One monomorphic loop over the page bytes, no views per probe.
+ * Where a node's keys spread, for interpolation: the bytes every key in [from, count) shares,
+ * then the next six bytes of the first and of the last key read as numbers. Six big-endian bytes
+ * (zero-padded) order like the keys, so a key's number places it among them. Dense numbers
+ * (ids counting up, timestamps) are found at the first probe or the next when the page's keys lie
+ * within one power of two (ordered-binary writes numbers as floats); otherwise the two probes
+ * are spent before the binary search (11 probes instead of 10 over 660 keys).
  */
-function searchPacked(body: Uint8Array, base: number, offsets: Uint32Array, lo: number, hi: number, key: Uint8Array, after: boolean): number {
-  const klen = key.length;
+interface KeySpread {
+  readonly from: number;
+  readonly common: number;
+  readonly first: number;
+  readonly span: number;
+}
+
+const SPREAD_BYTES = 6;
+/** Below this many keys a plain binary search takes about as few probes. */
+const MIN_INTERPOLATED_KEYS = 16;
+
+/** The key spread of keys [from, count), or null when interpolation cannot help (few keys, or the first and last alike in their leading bytes). */
+function keySpread(body: Uint8Array, base: number, offsets: Uint32Array, from: number, count: number): KeySpread | null {
+  if (count - from < MIN_INTERPOLATED_KEYS) return null;
+  const aStart = base + offsets[from], aEnd = base + offsets[from + 1];
+  const bStart = base + offsets[count - 1], bEnd = base + offsets[count];
+  let common = 0;
+  while (aStart + common < aEnd && bStart + common < bEnd && body[aStart + common] === body[bStart + common]) common++;
+  const first = spreadNumber(body, aStart, aEnd, common), last = spreadNumber(body, bStart, bEnd, common);
+  return last > first ? { from, common, first, span: last - first } : null;
+}
+
+/** SPREAD_BYTES of bytes[start + skip ..) as a big-endian number, zero-padded past end. */
+function spreadNumber(bytes: Uint8Array, start: number, end: number, skip: number): number {
+  let v = 0;
+  for (let k = start + skip; k < start + skip + SPREAD_BYTES; k++) v = v * 256 + (k < end ? bytes[k] : 0);
+  return v;
+}
+
+/**
+ * The first index in [lo, hi) whose key is > key (`after`), or >= key, over keys packed in a
+ * page: one monomorphic loop over the page bytes, no views per probe. With a spread, the first
+ * probe is where the key's number places it and the second its neighbour, which settles dense
+ * keys in two probes instead of ten (each a CPU cache miss in a page not touched lately);
+ * otherwise, or when they do not settle it, a binary search over what is left.
+ */
+function searchPacked(body: Uint8Array, base: number, offsets: Uint32Array, lo: number, hi: number, key: Uint8Array, after: boolean, spread: KeySpread | null): number {
+  if (spread !== null && hi - lo >= MIN_INTERPOLATED_KEYS) {
+    const t = spreadNumber(key, 0, key.length, spread.common);
+    const last = offsets.length - 2;
+    let p = spread.from + Math.round(((t - spread.first) / spread.span) * (last - spread.from));
+    if (!(p >= lo)) p = lo; // also NaN
+    else if (p > hi - 1) p = hi - 1;
+    if (sortsBefore(body, base, offsets, p, key, after)) {
+      lo = p + 1;
+      if (lo < hi) {
+        if (!sortsBefore(body, base, offsets, lo, key, after)) return lo;
+        lo++;
+      }
+    } else {
+      hi = p;
+      if (hi > lo) {
+        if (sortsBefore(body, base, offsets, hi - 1, key, after)) return hi;
+        hi--;
+      }
+    }
+  }
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    const start = base + offsets[mid], len = base + offsets[mid + 1] - start;
-    const n = len < klen ? len : klen;
-    let d = 0;
-    for (let i = 0; i < n; i++) {
-      d = body[start + i] - key[i];
-      if (d !== 0) break;
-    }
-    if (d === 0) d = len - klen;
-    if (d < 0 || (after && d === 0)) lo = mid + 1; else hi = mid;
+    if (sortsBefore(body, base, offsets, mid, key, after)) lo = mid + 1; else hi = mid;
   }
   return lo;
+}
+
+/** Whether packed key i sorts before `key` (`after`: or equals it). */
+function sortsBefore(body: Uint8Array, base: number, offsets: Uint32Array, i: number, key: Uint8Array, after: boolean): boolean {
+  const start = base + offsets[i], len = base + offsets[i + 1] - start;
+  const klen = key.length;
+  const n = len < klen ? len : klen;
+  let d = 0;
+  for (let k = 0; k < n; k++) {
+    d = body[start + k] - key[k];
+    if (d !== 0) break;
+  }
+  if (d === 0) d = len - klen;
+  return d < 0 || (after && d === 0);
 }
 
 /** Index of the first entry whose key is >= key (count when none). */
@@ -393,6 +458,8 @@ export class LeafView implements LeafLike {
   readonly columns: number;
   private readonly keyOffsets: Uint32Array;
   private readonly keyBase: number;
+  /** Computed at the first search (undefined until then). */
+  private spread: KeySpread | null | undefined = undefined;
   /** Per column: the body offset of its descriptor and of its section's end. */
   private readonly sections: Uint32Array;
   private readonly columnViews: (ColumnView | undefined)[];
@@ -475,7 +542,8 @@ export class LeafView implements LeafLike {
 
   /** First index whose key is >= key (`after`: > key). */
   search(key: Uint8Array, after: boolean): number {
-    return searchPacked(this.body, this.keyBase, this.keyOffsets, 0, this.count, key, after);
+    if (this.spread === undefined) this.spread = keySpread(this.body, this.keyBase, this.keyOffsets, 0, this.count);
+    return searchPacked(this.body, this.keyBase, this.keyOffsets, 0, this.count, key, after, this.spread);
   }
 
   key(i: number): Buffer {
@@ -518,6 +586,8 @@ export class BranchView implements BranchLike {
   private readonly children: Uint32Array;
   private readonly keyOffsets: Uint32Array;
   private readonly keyBase: number;
+  /** Computed at the first search (undefined until then). */
+  private spread: KeySpread | null | undefined = undefined;
 
   constructor(readonly body: Buffer, offset: number) {
     if (body.byteLength < BRANCH_HEADER_BYTES) throw corruptAt(offset, 'branch too short');
@@ -539,7 +609,9 @@ export class BranchView implements BranchLike {
   }
   /** First index from `from` whose key is >= key (`after`: > key). */
   search(key: Uint8Array, after: boolean, from = 0): number {
-    return searchPacked(this.body, this.keyBase, this.keyOffsets, from, this.count, key, after);
+    // Key 0 is no bound (childIndexFor): the spread starts at key 1, where searches start.
+    if (this.spread === undefined) this.spread = keySpread(this.body, this.keyBase, this.keyOffsets, 1, this.count);
+    return searchPacked(this.body, this.keyBase, this.keyOffsets, from, this.count, key, after, from >= 1 ? this.spread : null);
   }
   key(i: number): Buffer {
     return this.body.subarray(this.keyBase + this.keyOffsets[i], this.keyBase + this.keyOffsets[i + 1]);
