@@ -8,7 +8,7 @@
 // vectors at each row's index-order position. Successive sweeps alternate direction, so an
 // LRU buffer pool smaller than the range still holds the leaves the previous sweep touched
 // last instead of evicting each one just before it is needed again.
-import { LeafView, OverflowRef, childIndexFor, firstAtOrAfter, type BranchLike, type LeafLike } from '../storage/btree-node.js';
+import { LeafView, OverflowRef, childIndexFor, firstAtOrAfter, type BranchLike, type DictColumn, type LeafLike } from '../storage/btree-node.js';
 import { alignedBufferUnsafe } from '../storage/block-store.js';
 import { readOverflow, type KeyBounds, type NodeSource } from '../storage/btree.js';
 import { ModelVaultError } from '../storage/errors.js';
@@ -17,7 +17,7 @@ import type { Pager } from '../storage/pager.js';
 import { gatherBatch, sliceBatch, type Batch, type Vector } from './batch.js';
 import { compileSelector, exprToString, type Expr } from './expr.js';
 import { throwIfAborted, type ExecContext, type Operator } from './operator.js';
-import { decodeUtf8Cell, dictionaryStrings, utf8Slice, type ScanColumn } from './scan-op.js';
+import { decodeUtf8Cell, dictionaryCacheOf, dictionaryString, utf8Slice, type ScanColumn } from './scan-op.js';
 
 /** Largest chunk of keys fetched in one sweep (bounds the vectors a sweep holds). */
 const MAX_CHUNK = 16_384;
@@ -127,7 +127,8 @@ export class IndexScanOp implements Operator {
     const datas: (Buffer | null)[] = cols.map(() => null);
     const offsets: (Uint32Array | null)[] = cols.map(() => null);
     const widths = new Uint32Array(cols.length);
-    const dicts: (string[] | null)[] = cols.map(() => null);
+    const dicts: ((string | undefined)[] | null)[] = cols.map(() => null);
+    const dictViews: (DictColumn | null)[] = cols.map(() => null);
     const codes: (Uint8Array | null)[] = cols.map(() => null);
     const bind = (leaf: LeafLike) => {
       for (let c = 0; c < cols.length; c++) {
@@ -146,7 +147,8 @@ export class IndexScanOp implements Operator {
           widths[c] = view.width;
         } else if (col.decoder.kind === 'utf8' && view.kind === 'dict') {
           mode[c] = UTF8_DICT;
-          dicts[c] = dictionaryStrings(view);
+          dictViews[c] = view;
+          dicts[c] = dictionaryCacheOf(view);
           codes[c] = view.codes;
         } else if (col.decoder.kind === 'utf8' && view.kind === 'variable' && view.overflow === null) {
           mode[c] = UTF8_VAR;
@@ -226,7 +228,7 @@ export class IndexScanOp implements Operator {
         }
         if (m === F64) { f64[c]![pos] = f64Views[c]![i]; continue; }
         if (m === UTF8_VAR) { const o = offsets[c]!; anyv[c]![pos] = utf8Slice(datas[c]!, o[i], o[i + 1]); continue; }
-        if (m === UTF8_DICT) { anyv[c]![pos] = dicts[c]![codes[c]![i]]; continue; }
+        if (m === UTF8_DICT) { anyv[c]![pos] = dictionaryString(dictViews[c]!, dicts[c]!, codes[c]![i]); continue; }
         if (m === UTF8_FIXED) { const w = widths[c]; anyv[c]![pos] = utf8Slice(datas[c]!, i * w, i * w + w); continue; }
         const col = cols[c];
         const cell = leaf.cell(i, col.column);

@@ -31,20 +31,34 @@ export const utf8Slice = (b: Buffer, start: number, end: number): string => (b a
 export const decodeUtf8Cell = (c: Uint8Array): string =>
   utf8Slice(Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength), 0, c.byteLength);
 
-const dictionaryCache = new WeakMap<DictColumn, string[]>();
+/** Per dictionary column view, its values as strings, each decoded on first use. */
+const dictionaryCache = new WeakMap<DictColumn, (string | undefined)[]>();
 
 /**
- * The values of a dictionary column as strings, decoded once per column view: every cell of a
- * leaf that holds a value gets the same string, and a leaf kept in the pool keeps its strings.
+ * The strings of a dictionary column view, decoded at most once each: every cell of a leaf
+ * that holds a value gets the same string, and a leaf kept in the pool keeps its strings.
+ * Entries are filled by `dictionaryString` (or all at once by `dictionaryStrings`).
+ */
+export function dictionaryCacheOf(view: DictColumn): (string | undefined)[] {
+  let strings = dictionaryCache.get(view);
+  if (strings === undefined) dictionaryCache.set(view, (strings = new Array<string | undefined>(view.size)));
+  return strings;
+}
+
+/** Dictionary value `code` of `view` as a string, from `strings` (its dictionaryCacheOf) or decoded into it. */
+export function dictionaryString(view: DictColumn, strings: (string | undefined)[], code: number): string {
+  return strings[code] ?? (strings[code] = utf8Slice(view.data, view.offsets[code], view.offsets[code + 1]));
+}
+
+/**
+ * Every value of a dictionary column view as a string (what a scan of the whole leaf wants). A
+ * row or two out of a leaf (a point get, an index fetch) decode only their own values, with
+ * `dictionaryString`: a leaf read for four rows need not decode its twenty values.
  */
 export function dictionaryStrings(view: DictColumn): string[] {
-  let strings = dictionaryCache.get(view);
-  if (strings === undefined) {
-    strings = new Array<string>(view.size);
-    for (let k = 0; k < view.size; k++) strings[k] = utf8Slice(view.data, view.offsets[k], view.offsets[k + 1]);
-    dictionaryCache.set(view, strings);
-  }
-  return strings;
+  const strings = dictionaryCacheOf(view);
+  for (let k = 0; k < view.size; k++) if (strings[k] === undefined) dictionaryString(view, strings, k);
+  return strings as string[];
 }
 
 /**

@@ -7,7 +7,7 @@ import { Packr } from 'msgpackr/pack'; // under Node, msgpackr's JS build: its n
 import { readOverflowSync, resolveRowSync, type Cell } from '../storage/btree.js';
 import { LeafView, OverflowRef, PackedRowBuilder, bitSet, type CellSink, type LeafLike, type PackedRow } from '../storage/btree-node.js';
 import type { Pager } from '../storage/pager.js';
-import { dictionaryStrings, utf8Slice } from '../operators/scan-op.js';
+import { dictionaryCacheOf, dictionaryString, utf8Slice } from '../operators/scan-op.js';
 import { ModelVaultError } from '../storage/errors.js';
 import type { FieldSpec } from './types.js';
 
@@ -172,7 +172,7 @@ function compileDecodeAt(columns: readonly ColumnCodec[], kinds: Uint8Array): De
       case ENCODE_UTF8:
         body.push(`const c${k} = leaf.column(${k});`, absentCheck(k), `let v${k};`,
           `if (c${k}.kind === 'fixed') v${k} = utf8Slice(c${k}.data, i * c${k}.width, (i + 1) * c${k}.width);`,
-          `else if (c${k}.kind === 'dict') v${k} = dictionaryStrings(c${k})[c${k}.codes[i]];`,
+          `else if (c${k}.kind === 'dict') v${k} = dictionaryString(c${k}, dictionaryCacheOf(c${k}), c${k}.codes[i]);`,
           `else if ((a = c${k}.overflow) !== null && (a[i >> 3] & (1 << (i & 7))) !== 0) return null;`,
           `else v${k} = utf8Slice(c${k}.data, c${k}.offsets[i], c${k}.offsets[i + 1]);`);
         break;
@@ -181,8 +181,8 @@ function compileDecodeAt(columns: readonly ColumnCodec[], kinds: Uint8Array): De
     }
   });
   body.push(`return { ${columns.map((c, k) => `${JSON.stringify(c.field)}: v${k}`).join(', ')} };`);
-  const make = new Function('utf8Slice', 'dictionaryStrings', 'OverflowRef', 'decoders', `return function decodeAtPresent(leaf, i) {\n${body.join('\n')}\n};`);
-  return make(utf8Slice, dictionaryStrings, OverflowRef, columns.map((c) => c.decode)) as DecodeAtPresent;
+  const make = new Function('utf8Slice', 'dictionaryString', 'dictionaryCacheOf', 'OverflowRef', 'decoders', `return function decodeAtPresent(leaf, i) {\n${body.join('\n')}\n};`);
+  return make(utf8Slice, dictionaryString, dictionaryCacheOf, OverflowRef, columns.map((c) => c.decode)) as DecodeAtPresent;
 }
 
 /** Encodes and decodes whole rows of one collection, column order fixed by the catalog. */
@@ -273,7 +273,7 @@ export class RowCodec {
       } else if (kind === ENCODE_UTF8 && view.kind === 'fixed') {
         row[col.field] = utf8Slice(view.data as Buffer, i * view.width, (i + 1) * view.width);
       } else if (kind === ENCODE_UTF8 && view.kind === 'dict') {
-        row[col.field] = dictionaryStrings(view)[view.codes[i]];
+        row[col.field] = dictionaryString(view, dictionaryCacheOf(view), view.codes[i]);
       } else if (kind === ENCODE_UTF8 && view.kind === 'variable' && !bitSet(view.overflow, i)) {
         row[col.field] = utf8Slice(view.data, view.offsets[i], view.offsets[i + 1]);
       } else {

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { AppendLeaf, LeafView, MutableLeaf, OverflowRef, Staged, entryBytes, packRow, plainCellCount } from '../../storage/btree-node.js';
 import { encodeKey } from '../../storage/keys.js';
 import { RowCodec } from '../../src/row-codec.js';
+import { dictionaryCacheOf, dictionaryString, dictionaryStrings } from '../../operators/scan-op.js';
 import { t } from '../../src/index.js';
 import type { FieldSpec } from '../../src/types.js';
 
@@ -253,6 +254,26 @@ describe('dictionary columns', () => {
         const cell = view.cell(i, 1);
         expect(cell === null ? undefined : Buffer.from(cell as Buffer).toString('utf8')).toBe(tag);
       });
+    }), { numRuns: 100 });
+  });
+
+  it('dictionary strings decoded a few at a time (point gets, index fetches) and then all at once (scans) agree with the cells', () => {
+    fc.assert(fc.property(tagsArb, fc.array(fc.nat(), { maxLength: 30 }), (tags, picks) => {
+      fc.pre(tags.some((x) => x !== undefined));
+      const view = new LeafView(encodeLeaf(tags), 0);
+      const col = view.column(1);
+      if (col.kind !== 'dict') return;
+      const strings = dictionaryCacheOf(col);
+      for (const pick of picks) {
+        const i = pick % tags.length;
+        if (tags[i] !== undefined) expect(dictionaryString(col, strings, col.codes[i])).toBe(tags[i]);
+      }
+      // Later whole-leaf reads fill in what the lookups left undecoded, in the same array.
+      const all = dictionaryStrings(col);
+      expect(all).toBe(strings);
+      tags.forEach((tag, i) => { if (tag !== undefined) expect(all[col.codes[i]]).toBe(tag); });
+      expect(all).toHaveLength(col.size);
+      for (let k = 0; k < col.size; k++) expect(typeof all[k]).toBe('string'); // no holes (every() would skip them)
     }), { numRuns: 100 });
   });
 
