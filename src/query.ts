@@ -1,7 +1,7 @@
 // The query builder: immutable, every call returns a new query, nothing runs until the
 // query is iterated. Iteration compiles the query (planner.ts) into a pipeline of batch
 // operators and turns batches into row objects only here, at the edge.
-import { AsyncIterableX } from './ix.js';
+import { AsyncIterableX } from 'ix/asynciterable/asynciterablex';
 import { Readable } from 'node:stream';
 import { ModelVaultError } from '../storage/errors.js';
 import { MemoryPool } from '../storage/memory-pool.js';

@@ -305,7 +305,7 @@ describe.each(MODES)('randomised queries against a plain-JS reference (%s)', (mo
 
   it('the result is an IxJS AsyncIterableX: pipe() with ix operators works on rows', async () => {
     const q = orders.query().where('category', 'in', ['cat01', 'cat02', 'cat03']).orderBy('id');
-    // The class a user imports from ix (src/ix.ts loads it in a roundabout way; it must be the same one).
+    // The very class a user imports from ix (the ES build, not its CommonJS twin).
     expect(q).toBeInstanceOf(AsyncIterableX);
     const piped = q.pipe(
       filter((r) => r.qty > 4),
