@@ -71,8 +71,13 @@ function readHolder(path: string): Holder | null {
 function isAlive(holder: Holder): boolean {
   if (holder.pid <= 0) return false;
   if (holder.host && holder.host !== os.hostname()) return true; // cannot tell across hosts: assume alive
+  return isProcessAlive(holder.pid);
+}
+
+/** Whether process `pid` of this host is running (EPERM: it is, under another user). */
+export function isProcessAlive(pid: number): boolean {
   try {
-    process.kill(holder.pid, 0);
+    process.kill(pid, 0);
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';

@@ -1,6 +1,7 @@
 // Whole-image operations: snapshotBytes(), a file's own bytes, backup() and compact() all
 // give images that open (as files or in memory) with the same content; read-only opens
 // never write; what is not a database, or is of another format version, is refused.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { toBufferKey } from 'ordered-binary';
@@ -160,6 +161,52 @@ describe.each(MODES)('committed images (%s)', (mode) => {
       await engine.close();
       await expectFileHolds(engine.path, after);
     }
+  });
+});
+
+describe('what killed compactions and backups leave behind', () => {
+  /** The pid of a process that has exited (pids are not reused that soon). */
+  const deadPid = () => {
+    const child = spawnSync(process.execPath, ['-e', '0']);
+    expect(child.status).toBe(0);
+    return child.pid!;
+  };
+
+  it("a writable open removes a killed compaction's temporary file; a read-only open leaves it", async () => {
+    const file = tempFile();
+    const engine = await StorageEngine.open(file, { pageSize: PAGE_SIZE });
+    await fill(engine);
+    const content = await describeContent(engine);
+    await engine.close();
+    // What compact() was writing when it was killed, and names that only look alike.
+    const leftovers = [`${file}.compact-${deadPid()}`, `${file}.compact-${process.pid}`];
+    const others = [`${file}.compact-notes`, `${file}.compact-12.txt`, `${file}x.compact-12`];
+    for (const f of [...leftovers, ...others]) fs.writeFileSync(f, 'half a database');
+
+    const ro = await StorageEngine.open(file, { readOnly: true });
+    await ro.close();
+    for (const f of leftovers) expect(fs.existsSync(f), f).toBe(true);
+
+    const rw = await StorageEngine.open(file);
+    try {
+      for (const f of leftovers) expect(fs.existsSync(f), f).toBe(false);
+      for (const f of others) expect(fs.existsSync(f), f).toBe(true);
+      expect(await describeContent(rw)).toEqual(content);
+    } finally {
+      await rw.close();
+    }
+  });
+
+  it("a backup removes a killed backup's temporary file of the same destination, not a running process's", async () => {
+    const engine = await openEngine('file', { pageSize: PAGE_SIZE });
+    await fill(engine);
+    const dir = tempDir();
+    const dest = path.join(dir, 'copy.modelvault');
+    const dead = `${dest}.partial-${deadPid()}`, running = `${dest}.partial-${process.ppid}`, otherDest = path.join(dir, `other.modelvault.partial-${deadPid()}`);
+    for (const f of [dead, running, otherDest]) fs.writeFileSync(f, 'half a copy');
+    await engine.backup(dest);
+    expect(fs.readdirSync(dir).sort()).toEqual([path.basename(dest), path.basename(otherDest), path.basename(running)].sort());
+    await expectFileHolds(dest, await describeContent(engine));
   });
 });
 
