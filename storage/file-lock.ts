@@ -4,6 +4,7 @@
 // seconds; a pid check recovers at once, which the crash tests rely on.)
 import fs from 'node:fs';
 import os from 'node:os';
+import nodePath from 'node:path';
 import { ModelVaultError, ioError } from './errors.js';
 
 export class FileLock {
@@ -13,7 +14,10 @@ export class FileLock {
     const path = `${dbPath}.lock`;
     const deadline = Date.now() + Math.max(0, timeoutMs);
     for (;;) {
-      if (tryCreate(path)) return new FileLock(path);
+      if (tryCreate(path)) {
+        removeDeadOwnersFiles(path);
+        return new FileLock(path);
+      }
       const holder = readHolder(path);
       if (holder && !isAlive(holder)) {
         // Take over a dead owner's lock atomically: rename it aside, so of two processes
@@ -41,6 +45,25 @@ export class FileLock {
 }
 
 interface Holder { pid: number; host: string }
+
+/**
+ * Removes the records that processes killed while creating or taking over the lock left beside
+ * it (`LOCK.<pid>.tmp`, `LOCK.<pid>.stale`), once those processes are gone. Best effort.
+ */
+function removeDeadOwnersFiles(lockPath: string): void {
+  const dir = nodePath.dirname(lockPath), prefix = nodePath.basename(lockPath) + '.';
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = name.startsWith(prefix) ? /^(\d{1,10})\.(tmp|stale)$/.exec(name.slice(prefix.length)) : null;
+    if (m === null || Number(m[1]) === process.pid || isProcessAlive(Number(m[1]))) continue;
+    try { fs.rmSync(nodePath.join(dir, name), { force: true }); } catch { /* stays */ }
+  }
+}
 
 /** Writes the holder record aside, then link()s it into place: the lock appears atomically, already filled in. */
 function tryCreate(path: string): boolean {
