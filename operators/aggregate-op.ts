@@ -169,7 +169,7 @@ export class GroupTable {
       }
       const values = v.values;
       const d = dictOf(v);
-      if (d) {
+      if (d !== null && d.dict.length <= length) {
         // Dictionary-coded (a joined low-cardinality column): one lookup per distinct value.
         if (this.dictGids.length < d.dict.length) this.dictGids = new Int32Array(d.dict.length * 2);
         const dictGids = this.dictGids.fill(-1, 0, d.dict.length), codes = d.codes;

@@ -1,6 +1,7 @@
 // Columnar batches: a length and one vector per path the query needs. Numbers and
 // timestamps travel as Float64Array (timestamps as epoch ms) with an absent mask; everything
 // else as a plain array where `undefined` means absent. Row objects are built only at the edge.
+import { dictOf, type DictVector } from './dict-vector.js';
 import { pathVector } from './paths.js';
 
 export interface F64Vector {
@@ -41,7 +42,13 @@ export function gather(v: Vector, indices: ArrayLike<number>, count = indices.le
   }
   const values = new Array(count);
   for (let k = 0; k < count; k++) values[k] = v.values[indices[k]];
-  return { kind: 'any', values };
+  const coded = dictOf(v);
+  if (coded === null) return { kind: 'any', values };
+  // Dictionary codes go along (a filter's survivors still group and test by code).
+  const codes = new Int32Array(count);
+  for (let k = 0; k < count; k++) codes[k] = coded.codes[indices[k]];
+  const out: DictVector = { kind: 'any', values, codes, dict: coded.dict };
+  return out;
 }
 
 export function gatherBatch(b: Batch, indices: ArrayLike<number>, count = indices.length): Batch {
@@ -56,9 +63,17 @@ export function sliceBatch(b: Batch, from: number, to: number): Batch {
   for (const [path, v] of b.vectors) {
     vectors.set(path, v.kind === 'f64'
       ? { kind: 'f64', values: v.values.subarray(from, to), absent: v.absent ? v.absent.subarray(from, to) : null }
-      : { kind: 'any', values: v.values.slice(from, to) });
+      : sliceAny(v, from, to));
   }
   return { length: Math.max(0, Math.min(to, b.length) - from), vectors };
+}
+
+function sliceAny(v: AnyVector, from: number, to: number): Vector {
+  const values = v.values.slice(from, to);
+  const coded = dictOf(v);
+  if (coded === null) return { kind: 'any', values };
+  const out: DictVector = { kind: 'any', values, codes: coded.codes.subarray(from, to), dict: coded.dict };
+  return out;
 }
 
 /**

@@ -119,8 +119,9 @@ function compileComparison(path: string, op: CmpOp, value: unknown): BoundPredic
       }
     }
     const d = dictOf(v);
-    if (d !== null) {
-      // Dictionary-coded: each distinct value is tested once, then a row is one lookup.
+    if (d !== null && d.dict.length <= v.values.length) {
+      // Dictionary-coded: each distinct value is tested once, then a row is one lookup (unless
+      // the dictionary outnumbers the rows, as after a selective gather).
       const pass = new Uint8Array(d.dict.length);
       for (let k = 0; k < d.dict.length; k++) pass[k] = test(d.dict[k]) ? 1 : 0;
       const codes = d.codes;
