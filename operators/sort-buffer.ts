@@ -25,11 +25,17 @@ interface Pack {
   readonly f: Float64Array;
   readonly fAbsent: Uint8Array | null;
   readonly blob: string | null;
+  /** The blob's bytes in V8: a byte a character, two when any character is above U+00FF. */
+  readonly blobBytes: number;
   readonly ends: Uint32Array | null;
   readonly sAbsent: Uint8Array | null;
   readonly a: unknown[] | null;
 }
 
+
+// V8 keeps a string one byte a character only when all of them are up to U+00FF. On such a
+// string this test returns at once (no character can match); otherwise it finds one early.
+const TWO_BYTE_CHAR = /[^\u0000-\u00ff]/;
 
 const bitsFor = (n: number) => Math.max(1, 32 - Math.clz32(Math.max(1, n - 1)));
 
@@ -109,7 +115,8 @@ export class SortBuffer {
         for (let c = 0; c < A; c++) { const values = cols[c]; for (let i = 0; i < n; i++) a[i * A + c] = values[i]; }
       }
     }
-    return { length: n, f, fAbsent, blob, ends, sAbsent, a };
+    const blobBytes = blob === null ? 0 : blob.length * (TWO_BYTE_CHAR.test(blob) ? 2 : 1);
+    return { length: n, f, fAbsent, blob, blobBytes, ends, sAbsent, a };
   }
 
   /** Back to plain batches (a batch did not fit the layout). */
@@ -206,7 +213,7 @@ export class SortBuffer {
 }
 
 function packBytes(p: Pack): number {
-  let n = 64 + p.f.byteLength + (p.fAbsent?.byteLength ?? 0) + (p.blob === null ? 0 : 24 + p.blob.length) + (p.ends?.byteLength ?? 0) + (p.sAbsent?.byteLength ?? 0);
+  let n = 64 + p.f.byteLength + (p.fAbsent?.byteLength ?? 0) + (p.blob === null ? 0 : 24 + p.blobBytes) + (p.ends?.byteLength ?? 0) + (p.sAbsent?.byteLength ?? 0);
   if (p.a) n += estimateArray(p.a);
   return n;
 }

@@ -69,4 +69,17 @@ describe('SortBuffer', () => {
       },
     ), { numRuns: 300 });
   });
+
+  it('counts strings with a character above U+00FF at two bytes a character, as V8 stores them', () => {
+    const keys: SortKey[] = [{ path: 'k', desc: false }];
+    const bytesOf = (text: string) => {
+      const buf = new SortBuffer(keys, () => { throw new Error('unused'); });
+      const rows: Row[] = Array.from({ length: 1000 }, (_, i) => ({ k: i, x: 1, s: text, t: 'x' }));
+      return buf.add(toBatch(rows));
+    };
+    const latin1 = bytesOf('é'.repeat(40)), wide = bytesOf('日'.repeat(40)), mixed = bytesOf('e'.repeat(39) + '日');
+    // 1000 rows of 40 + 1 characters: 41,000 bytes more when they take two bytes each.
+    expect(wide - latin1).toBeGreaterThanOrEqual(41_000);
+    expect(mixed).toBe(wide);
+  });
 });
