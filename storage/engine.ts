@@ -14,7 +14,7 @@ import {
   type Cell, type KeyBounds, type LeafEntry, type LeafSlice, type NodeSource, type SliceOptions,
 } from './btree.js';
 import { ModelVaultError, corruptAt, ioError } from './errors.js';
-import { FileLock, isProcessAlive } from './file-lock.js';
+import { FileLock, isProcessAlive, removeLeftovers } from './file-lock.js';
 import { FileStore } from './file-store.js';
 import { MemoryStore } from './memory-store.js';
 import { PAGE_HEADER_BYTES, PageType, verifyPage } from './page.js';
@@ -326,7 +326,7 @@ export class StorageEngine {
       store = await FileStore.open(filePath, { readOnly, create });
       const pager = await Pager.open(store, opts);
       // Compactions run under the write lock, so the holder of the lock may remove any one's file.
-      if (lock !== null) await removeLeftovers(filePath, COMPACT_MARKER, () => true);
+      if (lock !== null) removeLeftovers(filePath, COMPACT_MARKER, [''], () => true);
       return new StorageEngine(pager, filePath, lock, opts);
     } catch (err) {
       await store?.close();
@@ -425,7 +425,7 @@ export class StorageEngine {
   async backup(dest: string): Promise<{ bytes: number }> {
     this.assertOpen();
     // A backup to the same place that was killed left its temporary file; another process's may be running.
-    await removeLeftovers(dest, BACKUP_MARKER, (pid) => pid !== process.pid && !isProcessAlive(pid));
+    removeLeftovers(dest, BACKUP_MARKER, [''], (pid) => pid !== process.pid && !isProcessAlive(pid));
     const temp = `${dest}${BACKUP_MARKER}${process.pid}`;
     let bytes = 0;
     const out = await fsp.open(temp, 'w').catch((err) => { throw ioError(`creating ${temp}`, err); });
@@ -622,26 +622,6 @@ export class StorageEngine {
 /** Temporary files beside their target, named `<target><marker><pid>`: a compaction's, a backup's. */
 const COMPACT_MARKER = '.compact-';
 const BACKUP_MARKER = '.partial-';
-
-/**
- * Removes the temporary files that killed compactions or backups left beside `target`, those
- * whose pid `removable` accepts. Best effort: a file that cannot be listed or removed stays.
- */
-async function removeLeftovers(target: string, marker: string, removable: (pid: number) => boolean): Promise<void> {
-  const dir = path.dirname(target), prefix = path.basename(target) + marker;
-  let names: string[];
-  try {
-    names = await fsp.readdir(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const pid = name.slice(prefix.length);
-    if (!/^\d{1,10}$/.test(pid) || !removable(Number(pid))) continue;
-    await fsp.rm(path.join(dir, name), { force: true }).catch(() => undefined);
-  }
-}
 
 async function syncDirectory(dir: string): Promise<void> {
   try {

@@ -1,7 +1,8 @@
 // One writing process per file. Node has no flock(), so the lock is a sidecar file created
 // with O_EXCL that holds the owner's pid; a lock whose pid is no longer alive was left by a
 // killed process and is taken over. (proper-lockfile detects staleness only by mtime after
-// seconds; a pid check recovers at once, which the crash tests rely on.)
+// seconds; a pid check recovers at once, which the crash tests rely on.) The same pid check
+// clears away what killed processes left beside a file (removeLeftovers).
 import fs from 'node:fs';
 import os from 'node:os';
 import nodePath from 'node:path';
@@ -15,7 +16,8 @@ export class FileLock {
     const deadline = Date.now() + Math.max(0, timeoutMs);
     for (;;) {
       if (tryCreate(path)) {
-        removeDeadOwnersFiles(path);
+        // Records of processes killed while creating or taking over the lock.
+        removeLeftovers(path, '.', ['.tmp', '.stale'], (pid) => pid !== process.pid && !isProcessAlive(pid));
         return new FileLock(path);
       }
       const holder = readHolder(path);
@@ -47,11 +49,12 @@ export class FileLock {
 interface Holder { pid: number; host: string }
 
 /**
- * Removes the records that processes killed while creating or taking over the lock left beside
- * it (`LOCK.<pid>.tmp`, `LOCK.<pid>.stale`), once those processes are gone. Best effort.
+ * Removes the files beside `target` named `<target><marker><pid><suffix>` (one of `suffixes`)
+ * whose pid `removable` accepts: what killed processes left behind. Best effort: a file that
+ * cannot be listed or removed stays.
  */
-function removeDeadOwnersFiles(lockPath: string): void {
-  const dir = nodePath.dirname(lockPath), prefix = nodePath.basename(lockPath) + '.';
+export function removeLeftovers(target: string, marker: string, suffixes: readonly string[], removable: (pid: number) => boolean): void {
+  const dir = nodePath.dirname(target), prefix = nodePath.basename(target) + marker;
   let names: string[];
   try {
     names = fs.readdirSync(dir);
@@ -59,8 +62,9 @@ function removeDeadOwnersFiles(lockPath: string): void {
     return;
   }
   for (const name of names) {
-    const m = name.startsWith(prefix) ? /^(\d{1,10})\.(tmp|stale)$/.exec(name.slice(prefix.length)) : null;
-    if (m === null || Number(m[1]) === process.pid || isProcessAlive(Number(m[1]))) continue;
+    if (!name.startsWith(prefix)) continue;
+    const rest = name.slice(prefix.length), digits = /^\d{1,10}/.exec(rest)?.[0];
+    if (digits === undefined || !suffixes.includes(rest.slice(digits.length)) || !removable(Number(digits))) continue;
     try { fs.rmSync(nodePath.join(dir, name), { force: true }); } catch { /* stays */ }
   }
 }
