@@ -1,5 +1,6 @@
 // Shared helpers for the storage tests: engines per storage mode with automatic cleanup,
 // deterministic bytes, content digests and error-code assertions.
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,6 +13,15 @@ import { ModelVaultError, type ErrorCode } from '../../storage/errors.js';
 export const MODES = ['memory', 'file'] as const;
 export type Mode = (typeof MODES)[number];
 export type Cells = (Uint8Array | null)[];
+
+/** The pid of a process that has exited (pids are not reused that soon). */
+export async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', '']);
+  const pid = child.pid!;
+  await new Promise<void>((resolve, reject) => { child.once('exit', () => resolve()); child.once('error', reject); });
+  expect(() => process.kill(pid, 0)).toThrow(); // gone (ESRCH)
+  return pid;
+}
 
 /** A fresh directory under the OS temp directory, removed when the test finishes. */
 export function tempDir(): string {

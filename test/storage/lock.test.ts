@@ -1,13 +1,12 @@
 // One writer per file: a second writable open gets LOCKED (at once, or after waiting
 // lockTimeoutMs), readers open regardless, and a lock left by a dead process is taken over.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Database } from '../../src/database.js';
 import { StorageEngine } from '../../storage/engine.js';
-import { describeContent, expectCode, expectVerifyOk, openEngine, tempFile, u32Key } from '../helpers/storage.js';
+import { deadPid, describeContent, expectCode, expectVerifyOk, openEngine, tempFile, u32Key } from '../helpers/storage.js';
 
 const lockOf = (file: string) => `${file}.lock`;
 const readLock = (file: string) => JSON.parse(fs.readFileSync(lockOf(file), 'utf8')) as { pid: number; host: string };
@@ -17,14 +16,6 @@ async function putRow(engine: StorageEngine, n: number): Promise<void> {
 }
 
 /** The pid of a process that has exited. */
-async function deadPid(): Promise<number> {
-  const child = spawn(process.execPath, ['-e', '']);
-  const pid = child.pid!;
-  await new Promise<void>((resolve, reject) => { child.once('exit', () => resolve()); child.once('error', reject); });
-  expect(() => process.kill(pid, 0)).toThrow(); // gone (ESRCH)
-  return pid;
-}
-
 /** Resolves once `promise` has settled or `ms` have passed; says which. */
 const settledWithin = (promise: Promise<unknown>, ms: number) =>
   Promise.race([promise.then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);

@@ -1,7 +1,6 @@
 // Whole-image operations: snapshotBytes(), a file's own bytes, backup() and compact() all
 // give images that open (as files or in memory) with the same content; read-only opens
 // never write; what is not a database, or is of another format version, is refused.
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { toBufferKey } from 'ordered-binary';
@@ -11,7 +10,7 @@ import { checksum } from '../../storage/checksum.js';
 import { StorageEngine } from '../../storage/engine.js';
 import { FORMAT_VERSION, HEADER_BYTES } from '../../storage/superblock.js';
 import {
-  MODES, describeContent, expectCode, expectVerifyOk, openEngine, seededBytes, tempDir, tempFile, u32Key,
+  MODES, deadPid, describeContent, expectCode, expectVerifyOk, openEngine, seededBytes, tempDir, tempFile, u32Key,
 } from '../helpers/storage.js';
 
 const PAGE_SIZE = 16384;
@@ -165,13 +164,6 @@ describe.each(MODES)('committed images (%s)', (mode) => {
 });
 
 describe('what killed compactions and backups leave behind', () => {
-  /** The pid of a process that has exited (pids are not reused that soon). */
-  const deadPid = () => {
-    const child = spawnSync(process.execPath, ['-e', '0']);
-    expect(child.status).toBe(0);
-    return child.pid!;
-  };
-
   it("a writable open removes a killed compaction's temporary file; a read-only open leaves it", async () => {
     const file = tempFile();
     const engine = await StorageEngine.open(file, { pageSize: PAGE_SIZE });
@@ -179,7 +171,7 @@ describe('what killed compactions and backups leave behind', () => {
     const content = await describeContent(engine);
     await engine.close();
     // What compact() was writing when it was killed, and names that only look alike.
-    const leftovers = [`${file}.compact-${deadPid()}`, `${file}.compact-${process.pid}`];
+    const leftovers = [`${file}.compact-${await deadPid()}`, `${file}.compact-${process.pid}`];
     const others = [`${file}.compact-notes`, `${file}.compact-12.txt`, `${file}x.compact-12`];
     for (const f of [...leftovers, ...others]) fs.writeFileSync(f, 'half a database');
 
@@ -202,7 +194,7 @@ describe('what killed compactions and backups leave behind', () => {
     await fill(engine);
     const dir = tempDir();
     const dest = path.join(dir, 'copy.modelvault');
-    const dead = `${dest}.partial-${deadPid()}`, running = `${dest}.partial-${process.ppid}`, otherDest = path.join(dir, `other.modelvault.partial-${deadPid()}`);
+    const dead = `${dest}.partial-${await deadPid()}`, running = `${dest}.partial-${process.ppid}`, otherDest = path.join(dir, `other.modelvault.partial-${await deadPid()}`);
     for (const f of [dead, running, otherDest]) fs.writeFileSync(f, 'half a copy');
     await engine.backup(dest);
     expect(fs.readdirSync(dir).sort()).toEqual([path.basename(dest), path.basename(otherDest), path.basename(running)].sort());
