@@ -189,7 +189,7 @@ function windows(): { category: string; from: number; to: number }[] {
 }
 
 async function indexedModelVault(batches: boolean): Promise<Measured> {
-  return withMv(CACHE_BYTES, async (orders) => {
+  return withMv(CACHE_BYTES, async (orders, db) => {
     const ws = windows();
     const query = (w: (typeof ws)[number]) => orders.query().where('category', '=', w.category).where('ts', '>=', new Date(w.from)).where('ts', '<=', new Date(w.to));
     const plan = query(ws[0]).explain().split('\n').map((l) => l.trim()).join(' <- ');
@@ -206,7 +206,11 @@ async function indexedModelVault(batches: boolean): Promise<Measured> {
       }
       return { rows: n, check: `${n} rows, id sum ${ids}` };
     });
-    return { ...m, notes: [`${QUERIES} queries a pass, ${(m.rows / QUERIES).toFixed(0)} rows a query, ${si(QUERIES / (median(m.samplesMs) / 1000))} queries/s; plan: ${plan}`] };
+    const c = db.stats().cache, pageReads = c.hits + c.misses;
+    return { ...m, notes: [
+      `${QUERIES} queries a pass, ${(m.rows / QUERIES).toFixed(0)} rows a query, ${si(QUERIES / (median(m.samplesMs) / 1000))} queries/s; plan: ${plan}`,
+      `pages over all passes: ${si(c.hits)} pool hits / ${si(c.misses)} misses (${((100 * c.misses) / Math.max(1, pageReads)).toFixed(0)}% read from the file)`,
+    ] };
   });
 }
 
