@@ -8,6 +8,8 @@
 //   CASES=scan,indexed      only the cases whose id starts with one of these (results go to
 //                           bench/out/<name>-scan+indexed.json, not over the full run's file)
 //   REPS=5                  repetitions per case (each case has its own default)
+//   WARMUP=0                untimed repetitions before them (each case has its own default);
+//                           REPS=1 WARMUP=0 makes a case's peak RSS that of one query in a fresh process
 //   KEEP=1                  keep the scratch folder (BENCH_TMP: where to make it, default the OS temp dir)
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -30,6 +32,8 @@ export interface Measured {
   rssBudgetLabel?: string;
   notes?: string[];
   extra?: Record<string, unknown>;
+  /** Peak RSS when the repetitions ended, when the case does more afterwards (an explain pass) that must not count. */
+  peakRssKiB?: number;
 }
 
 export interface CaseResult extends Measured {
@@ -96,6 +100,7 @@ export async function timeReps(
 ): Promise<{ rows: number; samplesMs: number[]; check?: string }> {
   let rows = 0, check: string | undefined;
   const samplesMs: number[] = [];
+  if (process.env.WARMUP !== undefined) warmup = Math.max(0, Number(process.env.WARMUP));
   for (let rep = -warmup; rep < reps; rep++) {
     const t0 = performance.now();
     const r = await fn(rep);
@@ -257,7 +262,7 @@ async function runCaseHere(spec: BenchSpec, id: string | undefined): Promise<voi
   const medianMs = median(m.samplesMs);
   const result: CaseResult = {
     ...m, id: c.id, group: c.group, engine: c.engine, medianMs, rowsPerSec: m.rows / (medianMs / 1000),
-    peakRssKiB: peakRssKiB(), baseRssKiB, loadStart, loadEnd: loadavg(),
+    peakRssKiB: m.peakRssKiB ?? peakRssKiB(), baseRssKiB, loadStart, loadEnd: loadavg(),
   };
   emitResult(result);
 }
