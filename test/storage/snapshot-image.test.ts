@@ -34,6 +34,16 @@ async function fill(engine: StorageEngine): Promise<void> {
   });
 }
 
+/** A closed database file made by `fill`, and its content. */
+async function filledFile(): Promise<{ file: string; content: Awaited<ReturnType<typeof describeContent>> }> {
+  const file = tempFile();
+  const engine = await StorageEngine.open(file, { pageSize: PAGE_SIZE });
+  await fill(engine);
+  const content = await describeContent(engine);
+  await engine.close();
+  return { file, content };
+}
+
 /** Opens `file` with Database.open and StorageEngine.open: it holds `content`, verifies, and takes a commit. */
 async function expectFileHolds(file: string, content: unknown): Promise<void> {
   const db = await Database.open(file);
@@ -165,11 +175,7 @@ describe.each(MODES)('committed images (%s)', (mode) => {
 
 describe('what killed compactions and backups leave behind', () => {
   it("a writable open removes a killed compaction's temporary file; a read-only open leaves it", async () => {
-    const file = tempFile();
-    const engine = await StorageEngine.open(file, { pageSize: PAGE_SIZE });
-    await fill(engine);
-    const content = await describeContent(engine);
-    await engine.close();
+    const { file, content } = await filledFile();
     // What compact() was writing when it was killed, and names that only look alike.
     const leftovers = [`${file}.compact-${await deadPid()}`, `${file}.compact-${process.pid}`];
     const others = [`${file}.compact-notes`, `${file}.compact-12.txt`, `${file}x.compact-12`];
@@ -204,11 +210,7 @@ describe('what killed compactions and backups leave behind', () => {
 
 describe('images from files and read-only opens', () => {
   it("a file's bytes open in memory (openMemory, Database.openSnapshotBytes); changes there do not touch the file", async () => {
-    const file = tempFile();
-    const engine = await StorageEngine.open(file, { pageSize: PAGE_SIZE });
-    await fill(engine);
-    const content = await describeContent(engine);
-    await engine.close();
+    const { file, content } = await filledFile();
     const bytes = fs.readFileSync(file);
 
     const memory = await StorageEngine.openMemory({}, bytes);
@@ -233,11 +235,7 @@ describe('images from files and read-only opens', () => {
   });
 
   it('a read-only open reads everything, never writes, and refuses writes with READ_ONLY', async () => {
-    const file = tempFile();
-    const engine = await StorageEngine.open(file, { pageSize: PAGE_SIZE });
-    await fill(engine);
-    const content = await describeContent(engine);
-    await engine.close();
+    const { file, content } = await filledFile();
     const bytes = fs.readFileSync(file);
 
     const ro = await StorageEngine.open(file, { readOnly: true });
