@@ -8,7 +8,7 @@ import type { SpillRun, SpillRunWriter } from '../storage/spill-space.js';
 import { valueAt, type Batch, type Vector } from './batch.js';
 import { compareValues } from './expr.js';
 import {
-  partitionPlan, reservePartitionIo, run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats, type PartitionPlan,
+  growLeavingPartitionIo, partitionPlan, reservePartitionIo, run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats, type PartitionPlan,
 } from './operator.js';
 import { pathVector } from './paths.js';
 import { hashValue } from './hash.js';
@@ -467,13 +467,9 @@ function toVector(values: unknown[], kind: 'f64' | 'any'): Vector {
   return { kind: 'f64', values: out, absent };
 }
 
-/**
- * Grows the table's reservation by `bytes`. Until the level has partitions, the space their
- * writers will buffer is kept free: the full table is still held while it is written out.
- */
+/** Grows the table's reservation; until the level has partitions, their writers' buffers stay free. */
 function growTable(ctx: ExecContext, plan: PartitionPlan, reservation: Reservation, partitions: SpillPartitions | null, bytes: number): boolean {
-  if (partitions === null && ctx.memory.reservedBytes + bytes + plan.ioBytes > ctx.memory.limitBytes) return false;
-  return reservation.tryGrow(bytes);
+  return partitions === null ? growLeavingPartitionIo(ctx, plan, reservation, bytes) : reservation.tryGrow(bytes);
 }
 
 /**

@@ -6,7 +6,7 @@
 import type { SpillRun } from '../storage/spill-space.js';
 import { batchBytes, concatBatches, gather, gatherBatch, valueAt, type Batch, type Vector } from './batch.js';
 import {
-  partitionPlan, reservePartitionIo, run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats, type PartitionPlan,
+  growLeavingPartitionIo, partitionPlan, reservePartitionIo, run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats, type PartitionPlan,
 } from './operator.js';
 import { pathVector } from './paths.js';
 import { hashValue } from './hash.js';
@@ -62,7 +62,6 @@ export class HashJoinOp implements Operator {
     // are still held when they are written to partitions), reserved while partitioning.
     using io = ctx.memory.reserve(`HashJoin#${this.id} spill I/O`);
     const plan = partitionPlan(ctx);
-    const fits = (bytes: number) => ctx.memory.reservedBytes + bytes + plan.ioBytes <= ctx.memory.limitBytes && reservation.tryGrow(bytes);
     const [buildOp, probeOp] = this.params.buildSide === 'right' ? [this.right, this.left] : [this.left, this.right];
     const loaded: Batch[] = [];
     let overflow: AsyncIterator<Batch> | null = null;
@@ -72,7 +71,7 @@ export class HashJoinOp implements Operator {
         const next = await buildInput.next();
         if (next.done) break;
         throwIfAborted(ctx.signal);
-        if (!fits(batchBytes(next.value) + next.value.length * 16)) {
+        if (!growLeavingPartitionIo(ctx, plan, reservation, batchBytes(next.value) + next.value.length * 16)) {
           loaded.push(next.value);
           overflow = buildInput;
           break;

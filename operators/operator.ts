@@ -67,6 +67,15 @@ export function partitionPlan(ctx: ExecContext): PartitionPlan {
  * may buffer. When the planned extents cannot be had (another operator of the query holds the
  * memory), one page each; when not even that, the query fails with ABORTED rather than overrun.
  */
+/**
+ * Grows `reservation` by `bytes` while keeping the plan's partition writers' buffers free in the
+ * budget: what a build side or a hash table holds until it is partitioned is still held while
+ * it is written out.
+ */
+export function growLeavingPartitionIo(ctx: ExecContext, plan: PartitionPlan, reservation: Reservation, bytes: number): boolean {
+  return ctx.memory.reservedBytes + bytes + plan.ioBytes <= ctx.memory.limitBytes && reservation.tryGrow(bytes);
+}
+
 export function reservePartitionIo(ctx: ExecContext, io: Reservation, plan: PartitionPlan): number {
   if (io.tryGrow(plan.ioBytes)) return plan.ioPages;
   io.grow(plan.partitions * ctx.spill.pageSize);
