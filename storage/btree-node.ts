@@ -1066,20 +1066,23 @@ class StagedCells implements CellSink {
     this.isAbsent = new Uint8Array(runs.length);
   }
 
-  /** The run of the next cell, with room for `bytes` more. */
-  private cell(bytes: number): ByteRun {
+  /** Moves to the next column, marking its cell absent (1) or present (0); returns the column. */
+  private next(absent: 0 | 1): number {
     const c = this.column++;
     if (c >= this.runs.length) throw new RangeError('internal: more cells than the leaf has columns');
-    this.isAbsent[c] = 0;
-    const run = this.runs[c];
+    this.isAbsent[c] = absent;
+    return c;
+  }
+
+  /** The run of the next cell, with room for `bytes` more. */
+  private cell(bytes: number): ByteRun {
+    const run = this.runs[this.next(0)];
     run.reserve(bytes);
     return run;
   }
 
   absent(): void {
-    const c = this.column++;
-    if (c >= this.runs.length) throw new RangeError('internal: more cells than the leaf has columns');
-    this.isAbsent[c] = 1;
+    this.next(1);
   }
 
   float64(v: number): void {
