@@ -63,11 +63,6 @@ export function partitionPlan(ctx: ExecContext): PartitionPlan {
 }
 
 /**
- * Reserves the writers' buffers of a partitioning step in `io`; returns the pages each writer
- * may buffer. When the planned extents cannot be had (another operator of the query holds the
- * memory), one page each; when not even that, the query fails with ABORTED rather than overrun.
- */
-/**
  * Grows `reservation` by `bytes` while keeping the plan's partition writers' buffers free in the
  * budget: what a build side or a hash table holds until it is partitioned is still held while
  * it is written out.
@@ -76,6 +71,11 @@ export function growLeavingPartitionIo(ctx: ExecContext, plan: PartitionPlan, re
   return ctx.memory.reservedBytes + bytes + plan.ioBytes <= ctx.memory.limitBytes && reservation.tryGrow(bytes);
 }
 
+/**
+ * Reserves the writers' buffers of a partitioning step in `io`; returns the pages each writer
+ * may buffer. When the planned extents cannot be had (another operator of the query holds the
+ * memory), one page each; when not even that, the query fails with ABORTED rather than overrun.
+ */
 export function reservePartitionIo(ctx: ExecContext, io: Reservation, plan: PartitionPlan): number {
   if (io.tryGrow(plan.ioBytes)) return plan.ioPages;
   io.grow(plan.partitions * ctx.spill.pageSize);

@@ -11,7 +11,9 @@ import {
 } from './helpers.js';
 
 const ROWS = 2000;
-const QUERIES = 100;
+// Larger runs: RANDOM_QUERIES=2000 QUERY_SEED=7 npx vitest run test/query/random-queries.test.ts
+const QUERIES = Number(process.env.RANDOM_QUERIES ?? 100);
+const SEED = Number(process.env.QUERY_SEED ?? 0);
 
 type Kind = 'int' | 'float' | 'string' | 'ts';
 interface FieldGen { path: string; kind: Kind; value(rnd: () => number): unknown }
@@ -178,11 +180,11 @@ describe.each(MODES)('randomised queries against a plain-JS reference (%s)', (mo
   let gens: FieldGen[];
 
   beforeAll(async () => {
-    const generated = [...makeOrders({ count: ROWS, seed: 11, users: 60 })];
+    const generated = [...makeOrders({ count: ROWS, seed: 11 + SEED, users: 60 })];
     ({ db, orders, cleanup } = await openOrders(mode, generated));
     // Some deletes and updates so the trees are not just a bulk load.
     const byKey = new Map(generated.map((r) => [r.id, r]));
-    const rnd = prng(99);
+    const rnd = prng(99 + SEED);
     for (let i = 0; i < 40; i++) {
       const id = intIn(rnd, 1, ROWS);
       if (!byKey.has(id)) continue;
@@ -251,7 +253,7 @@ describe.each(MODES)('randomised queries against a plain-JS reference (%s)', (mo
   }
 
   it(`${QUERIES} generated queries give the reference rows`, async () => {
-    const rnd = prng(mode === 'memory' ? 1234 : 5678);
+    const rnd = prng((mode === 'memory' ? 1234 : 5678) + SEED);
     let nonEmpty = 0;
     for (let n = 0; n < QUERIES; n++) {
       let s = genSpec(rnd, gens);
@@ -267,7 +269,7 @@ describe.each(MODES)('randomised queries against a plain-JS reference (%s)', (mo
   });
 
   it('count(), first(), batches() and for-await agree with toArray() and the reference', async () => {
-    const rnd = prng(mode === 'memory' ? 42 : 43);
+    const rnd = prng((mode === 'memory' ? 42 : 43) + SEED);
     for (let n = 0; n < 25; n++) {
       const s = { ...genSpec(rnd, gens), select: null };
       const label = `query ${n}: ${describeSpec(s)}`;
