@@ -83,8 +83,7 @@ export class HashJoinOp implements Operator {
         const table = new BuildTable(concatBatches(loaded), this.buildPath);
         for await (const probe of run(probeOp, ctx)) {
           throwIfAborted(ctx.signal);
-          const out = this.probeBatch(table, probe, null);
-          if (out) yield out;
+          yield* this.probeBatch(table, probe, ctx.batchSize, null);
         }
         return;
       }
@@ -124,8 +123,7 @@ export class HashJoinOp implements Operator {
       const table = new BuildTable(concatBatches(loaded), this.buildPath);
       for await (const record of probe.records()) {
         throwIfAborted(ctx.signal);
-        const out = this.probeBatch(table, decodeBatch(record), null);
-        if (out) yield out;
+        yield* this.probeBatch(table, decodeBatch(record), ctx.batchSize, null);
       }
       reservation.free();
       return;
@@ -180,9 +178,8 @@ export class HashJoinOp implements Operator {
             const need = ordinal + p.length;
             if (matchedBits!.length < need) { const g = new Uint8Array(Math.max(need, matchedBits!.length * 2)); g.set(matchedBits!); matchedBits = g; }
           }
-          const out = this.probeBatch(table, p, outer ? { bits: matchedBits!, base: ordinal } : null, true);
+          yield* this.probeBatch(table, p, ctx.batchSize, outer ? { bits: matchedBits!, base: ordinal } : null, true);
           ordinal += p.length;
-          if (out) yield out;
         }
         reservation.free();
         if (!pendingBatch) {
@@ -209,12 +206,16 @@ export class HashJoinOp implements Operator {
 
   /**
    * Matches one probe batch. `matched` (block join) records which probe rows found a partner;
-   * `deferOuter` leaves unmatched rows for the final pass instead of emitting them now.
+   * `deferOuter` leaves unmatched rows for the final pass instead of emitting them now. The
+   * pairs go out in batches of at most `maxRows` (or the probe batch's length, if larger): a
+   * key matching many build rows would otherwise make one batch of probe rows x matches.
    */
-  private probeBatch(table: BuildTable, probe: Batch, matched: { bits: Uint8Array; base: number } | null, deferOuter = false): Batch | null {
+  private *probeBatch(table: BuildTable, probe: Batch, maxRows: number, matched: { bits: Uint8Array; base: number } | null, deferOuter = false): Generator<Batch> {
     const keys = pathVector(probe, this.probePath);
     const emitUnmatched = this.params.type === 'left' && !deferOuter;
     const out = this.pairs;
+    // At least a pair a probe row, so the unique-key paths below need no bound check.
+    const cap = Math.max(maxRows, probe.length);
     out.reset(probe.length);
     const first = table.first, next = table.next;
     const numeric = table.numeric;
@@ -228,10 +229,13 @@ export class HashJoinOp implements Operator {
         if (j < 0) { if (emitUnmatched) out.push(i, -1); continue; }
         if (matched) matched.bits[matched.base + i] = 1;
         if (unique) { out.probe[out.count] = i; out.build[out.count++] = j; continue; } // reset() left room for one pair a row
-        for (; j >= 0; j = next[j]) out.push(i, j);
+        for (; j >= 0; j = next[j]) {
+          out.push(i, j);
+          if (out.count >= cap) { yield this.output(probe, out.probe, table, out.build, out.count); out.count = 0; }
+        }
       }
-      if (out.count === 0) return null;
-      return this.output(probe, out.probe, table, out.build, out.count);
+      if (out.count > 0) yield this.output(probe, out.probe, table, out.build, out.count);
+      return;
     }
     for (let i = 0; i < probe.length; i++) {
       let id: number;
@@ -244,10 +248,12 @@ export class HashJoinOp implements Operator {
       if (matched) matched.bits[matched.base + i] = 1;
       let j = first[id];
       if (next[j] < 0 && out.count < out.probe.length) { out.probe[out.count] = i; out.build[out.count++] = j; continue; }
-      for (; j >= 0; j = next[j]) out.push(i, j);
+      for (; j >= 0; j = next[j]) {
+        out.push(i, j);
+        if (out.count >= cap) { yield this.output(probe, out.probe, table, out.build, out.count); out.count = 0; }
+      }
     }
-    if (out.count === 0) return null;
-    return this.output(probe, out.probe, table, out.build, out.count);
+    if (out.count > 0) yield this.output(probe, out.probe, table, out.build, out.count);
   }
 
   private readonly pairs = new Pairs();
