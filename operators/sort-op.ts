@@ -3,6 +3,7 @@
 // fan-in). Stable: ties keep their input order (runs are merged in the order written).
 // Top-k (`limit` given) keeps only the best k rows seen so far and never sorts everything.
 import { spillIoPages, type SpillRun } from '../storage/spill-space.js';
+import type { Reservation } from '../storage/memory-pool.js';
 import { batchBytes, concatBatches, gatherBatch, valueAt, type Batch, type F64Vector, type Vector } from './batch.js';
 import { compareValues } from './expr.js';
 import { run, statsOf, throwIfAborted, type ExecContext, type Operator } from './operator.js';
@@ -296,18 +297,23 @@ export class SortOp implements Operator {
         const bytes = estimate;
         bytesPerRow = Math.max(bytesPerRow, Math.ceil(bytes / batch.length));
         if (!grow(bytes)) {
-          if (pendingRows > this.limit) this.compactTopK(pending, buffered, (p, r) => { pending = p; pendingRows = r; });
-          if (!grow(bytes)) {
-            await spillSorted();
-            buffered.grow(bytes); // one batch must always fit: batches are small
-          }
+          // No room to hold the batch: keep the best k of it and of what is held (the batch is
+          // in memory anyway; only the kept rows stay), and spill those if even they do not fit.
+          // A batch of wide rows can be a large part of a small budget, or larger than what
+          // another operator of the query leaves free.
+          pending.push(batch);
+          pendingRows += batch.length;
+          const kept = this.compactTopK(pending, buffered, (p, r) => { pending = p; pendingRows = r; });
+          if (!kept) await spillSorted();
+          track();
+          continue;
         }
         pending.push(batch);
         pendingRows += batch.length;
         track();
         // Top-k: once twice k rows are buffered, keep only the best k.
         if (pendingRows >= Math.max(2 * this.limit, ctx.batchSize)) {
-          this.compactTopK(pending, buffered, (p, r) => { pending = p; pendingRows = r; });
+          if (!this.compactTopK(pending, buffered, (p, r) => { pending = p; pendingRows = r; })) await spillSorted();
         }
       }
       if (runs.length === 0) {
@@ -326,7 +332,7 @@ export class SortOp implements Operator {
       }
       await spillSorted();
       let produced = 0;
-      for await (const batch of mergeRuns(ctx, runs, this.keys, `${this.name}#${this.id}`, fanIn(), chunkRows(), chunkRows() * bytesPerRow, ioPages, stats)) {
+      for await (const batch of mergeRuns(ctx, runs, this.keys, `${this.name}#${this.id}`, fanIn(), chunkRows(), chunkRows() * bytesPerRow, ioPages, io, stats)) {
         const take = Math.min(batch.length, this.limit - produced);
         yield take === batch.length ? batch : gatherBatch(batch, range(take));
         produced += take;
@@ -337,12 +343,14 @@ export class SortOp implements Operator {
     }
   }
 
-  private compactTopK(pending: Batch[], buffered: { free(): void; tryGrow(n: number): boolean }, set: (p: Batch[], rows: number) => void): void {
+  /** Keeps only the best `limit` rows of `pending`; false when they do not fit in the budget (unreserved: spill them). */
+  private compactTopK(pending: Batch[], buffered: { free(): void; tryGrow(n: number): boolean }, set: (p: Batch[], rows: number) => void): boolean {
     const sorted = sortBatch(concatBatches(pending), this.keys);
     const kept = gatherBatch(sorted, range(Math.min(this.limit, sorted.length)));
     buffered.free();
-    buffered.tryGrow(batchBytes(kept));
+    const fits = buffered.tryGrow(batchBytes(kept));
     set([kept], kept.length);
+    return fits;
   }
 }
 
@@ -389,7 +397,8 @@ function mergeReadPages(ctx: ExecContext, inputs: number, chunkBytes: number, io
 }
 
 /** K-way merge of sorted runs; more runs than the fan-in are first merged into longer runs. */
-async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly SortKey[], label: string, fanIn: number, chunk: number, chunkBytes: number, ioPages: number, stats?: { spilledBytes: number; spillRuns: number }): AsyncGenerator<Batch> {
+async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly SortKey[], label: string, fanIn: number, chunk: number, chunkBytes: number, ioPages: number,
+  writerIo: Reservation, stats?: { spilledBytes: number; spillRuns: number }): AsyncGenerator<Batch> {
   // Each pass merges consecutive groups, keeping run order so ties stay in input order.
   while (runs.length > fanIn) {
     const merged: SpillRun[] = [];
@@ -418,6 +427,7 @@ async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly Sor
     }
     runs.push(...merged);
   }
+  writerIo.free(); // the last merge writes no run: its room goes to the merge's inputs
   yield* mergeGroup(ctx, runs, keys, mergeReadPages(ctx, runs.length, chunkBytes, ioPages));
 }
 
