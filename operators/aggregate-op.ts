@@ -8,7 +8,7 @@ import type { SpillRun, SpillRunWriter } from '../storage/spill-space.js';
 import { valueAt, type Batch, type Vector } from './batch.js';
 import { compareValues } from './expr.js';
 import {
-  growLeavingPartitionIo, partitionPlan, reservePartitionIo, run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats, type PartitionPlan,
+  growLeavingPartitionIo, holdPartitionIo, partitionPlan, reservePartitionIo, run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats, type PartitionPlan,
 } from './operator.js';
 import { pathVector } from './paths.js';
 import { hashValue } from './hash.js';
@@ -360,7 +360,10 @@ export class AggregateOp implements Operator {
   async *execute(ctx: ExecContext): AsyncGenerator<Batch> {
     const stats = statsOf(ctx, this);
     using reservation = ctx.memory.reserve(`HashAggregate#${this.id}`);
+    // The partition writers' buffers, at every level (one level writes at a time).
+    using io = ctx.memory.reserve(`HashAggregate#${this.id} spill I/O`);
     const plan = partitionPlan(ctx);
+    holdPartitionIo(io, plan);
     const specs = this.aggregates.map(([, s]) => s);
     const newTable = () => new GroupTable(specs, this.groupPaths.length);
     let table = newTable();
@@ -374,15 +377,16 @@ export class AggregateOp implements Operator {
         this.groupPaths.forEach((p, i) => kinds.set(p, keyVectors[i].kind));
         specs.forEach((s, i) => { if (s.path && (s.fn === 'min' || s.fn === 'max')) kinds.set(`agg:${i}`, aggVectors[i]!.kind); });
         const grown = table.addBatch(keyVectors, aggVectors, batch.length);
-        if (!growTable(ctx, plan, reservation, partitions, grown)) {
-          partitions ??= new SpillPartitions(ctx, plan, `HashAggregate#${this.id}`, 0, stats);
+        if (!growTable(ctx, plan, reservation, io, partitions, grown)) {
+          partitions ??= new SpillPartitions(ctx, plan, io, `HashAggregate#${this.id}`, 0, stats);
           await partitions.write(table);
           table = newTable();
           reservation.free();
         }
-        if (stats) stats.peakReservedBytes = Math.max(stats.peakReservedBytes, reservation.size + (partitions?.ioBytes ?? 0));
+        if (stats) stats.peakReservedBytes = Math.max(stats.peakReservedBytes, reservation.size + io.size);
       }
       if (!partitions) {
+        io.free(); // everything fitted: the room goes to the operators above while the groups go out
         if (table.size === 0 && this.groupPaths.length === 0) table.addBatch([], specs.map(() => null), 0);
         yield* this.emit(table, specs, kinds, ctx.batchSize);
         return;
@@ -390,14 +394,14 @@ export class AggregateOp implements Operator {
       await partitions.write(table);
       table = newTable();
       reservation.free();
-      yield* this.drain(ctx, plan, partitions, specs, kinds, reservation, stats, 1);
+      yield* this.drain(ctx, plan, io, partitions, specs, kinds, reservation, stats, 1);
     } finally {
       partitions?.drop();
     }
   }
 
   /** Aggregates each spilled partition; one still too large is split again with a new seed. */
-  private async *drain(ctx: ExecContext, plan: PartitionPlan, parts: SpillPartitions, specs: readonly AggregateSpec[], kinds: Map<string, 'f64' | 'any'>, reservation: Reservation, stats: OperatorStats | undefined, level: number): AsyncGenerator<Batch> {
+  private async *drain(ctx: ExecContext, plan: PartitionPlan, io: Reservation, parts: SpillPartitions, specs: readonly AggregateSpec[], kinds: Map<string, 'f64' | 'any'>, reservation: Reservation, stats: OperatorStats | undefined, level: number): AsyncGenerator<Batch> {
     const newTable = () => new GroupTable(specs, this.groupPaths.length);
     for (const runs of await parts.finish()) {
       let table = newTable();
@@ -411,11 +415,11 @@ export class AggregateOp implements Operator {
               for (const s of g.states) if (s.distinct) s.distinct = new Set(s.distinct as unknown as unknown[]);
               grown += table.merge(g);
             }
-            if (!growTable(ctx, plan, reservation, sub, grown)) {
+            if (!growTable(ctx, plan, reservation, io, sub, grown)) {
               if (level >= MAX_LEVEL) {
                 throw new ModelVaultError('ABORTED', `HashAggregate: a partition still exceeds memoryLimit ${ctx.memory.limitBytes} after ${level} re-partitionings; raise memoryLimit`, {});
               }
-              sub ??= new SpillPartitions(ctx, plan, `HashAggregate#${this.id}`, level, stats);
+              sub ??= new SpillPartitions(ctx, plan, io, `HashAggregate#${this.id}`, level, stats);
               await sub.write(table);
               table = newTable();
               reservation.free();
@@ -427,7 +431,7 @@ export class AggregateOp implements Operator {
           await sub.write(table);
           table = newTable();
           reservation.free();
-          yield* this.drain(ctx, plan, sub, specs, kinds, reservation, stats, level + 1);
+          yield* this.drain(ctx, plan, io, sub, specs, kinds, reservation, stats, level + 1);
         } else {
           yield* this.emit(table, specs, kinds, ctx.batchSize);
           table = newTable();
@@ -467,33 +471,29 @@ function toVector(values: unknown[], kind: 'f64' | 'any'): Vector {
   return { kind: 'f64', values: out, absent };
 }
 
-/** Grows the table's reservation; until the level has partitions, their writers' buffers stay free. */
-function growTable(ctx: ExecContext, plan: PartitionPlan, reservation: Reservation, partitions: SpillPartitions | null, bytes: number): boolean {
-  return partitions === null ? growLeavingPartitionIo(ctx, plan, reservation, bytes) : reservation.tryGrow(bytes);
+/** Grows the table's reservation; until the level has partitions, their writers' buffers stay available. */
+function growTable(ctx: ExecContext, plan: PartitionPlan, reservation: Reservation, io: Reservation, partitions: SpillPartitions | null, bytes: number): boolean {
+  return partitions === null ? growLeavingPartitionIo(ctx, plan, reservation, bytes, io) : reservation.tryGrow(bytes);
 }
 
 /**
  * `plan.partitions` spill runs; groups go to a partition by hash of their key with a per-level
- * seed. The writers' buffers stay reserved until finish() or drop().
+ * seed. The writers' buffers are reserved in `io`, which the aggregate holds for its whole life.
  */
 class SpillPartitions {
   private readonly writers: SpillRunWriter[] = [];
   private readonly done: SpillRun[][] = [];
   private finished = false;
-  private readonly io: Reservation;
 
-  constructor(private readonly ctx: ExecContext, private readonly plan: PartitionPlan, label: string, private readonly level: number,
+  constructor(private readonly ctx: ExecContext, private readonly plan: PartitionPlan, private readonly io: Reservation, label: string, private readonly level: number,
     private readonly stats?: OperatorStats) {
-    this.io = ctx.memory.reserve(`${label} spill I/O`);
-    const ioPages = reservePartitionIo(ctx, this.io, plan);
+    const ioPages = reservePartitionIo(ctx, io, plan);
     for (let p = 0; p < plan.partitions; p++) {
       this.writers.push(ctx.spill.createRun(`${label}/L${level}P${p}`, ioPages));
       this.done.push([]);
     }
     if (stats) stats.partitions += plan.partitions;
   }
-
-  get ioBytes(): number { return this.io.size; }
 
   async write(table: GroupTable): Promise<void> {
     const P = this.plan.partitions;
@@ -517,13 +517,9 @@ class SpillPartitions {
   async finish(): Promise<SpillRun[][]> {
     if (!this.finished) {
       this.finished = true;
-      try {
-        for (let p = 0; p < this.plan.partitions; p++) {
-          this.done[p].push(await this.writers[p].finish());
-          if (this.stats) this.stats.spillRuns++;
-        }
-      } finally {
-        this.io.free();
+      for (let p = 0; p < this.plan.partitions; p++) {
+        this.done[p].push(await this.writers[p].finish());
+        if (this.stats) this.stats.spillRuns++;
       }
     }
     return this.done;
@@ -531,7 +527,6 @@ class SpillPartitions {
 
   drop(): void {
     if (!this.finished) for (const w of this.writers) w.abort();
-    this.io.free();
     for (const runs of this.done) for (const r of runs) r.drop();
   }
 }

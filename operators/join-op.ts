@@ -6,7 +6,7 @@
 import type { SpillRun } from '../storage/spill-space.js';
 import { batchBytes, concatBatches, gather, gatherBatch, valueAt, type Batch, type Vector } from './batch.js';
 import {
-  growLeavingPartitionIo, partitionPlan, reservePartitionIo, run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats, type PartitionPlan,
+  growLeavingPartitionIo, holdPartitionIo, partitionPlan, reservePartitionIo, run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats, type PartitionPlan,
 } from './operator.js';
 import { pathVector } from './paths.js';
 import { hashValue } from './hash.js';
@@ -62,6 +62,7 @@ export class HashJoinOp implements Operator {
     // are still held when they are written to partitions), reserved while partitioning.
     using io = ctx.memory.reserve(`HashJoin#${this.id} spill I/O`);
     const plan = partitionPlan(ctx);
+    holdPartitionIo(io, plan);
     const [buildOp, probeOp] = this.params.buildSide === 'right' ? [this.right, this.left] : [this.left, this.right];
     const loaded: Batch[] = [];
     let overflow: AsyncIterator<Batch> | null = null;
@@ -71,7 +72,7 @@ export class HashJoinOp implements Operator {
         const next = await buildInput.next();
         if (next.done) break;
         throwIfAborted(ctx.signal);
-        if (!growLeavingPartitionIo(ctx, plan, reservation, batchBytes(next.value) + next.value.length * 16)) {
+        if (!growLeavingPartitionIo(ctx, plan, reservation, batchBytes(next.value) + next.value.length * 16, io)) {
           loaded.push(next.value);
           overflow = buildInput;
           break;
@@ -80,6 +81,7 @@ export class HashJoinOp implements Operator {
       }
       if (stats) stats.peakReservedBytes = Math.max(stats.peakReservedBytes, reservation.peakBytes);
       if (!overflow) {
+        io.free(); // the build side is in memory: nothing will be partitioned
         const table = new BuildTable(concatBatches(loaded), this.buildPath);
         for await (const probe of run(probeOp, ctx)) {
           throwIfAborted(ctx.signal);
@@ -458,7 +460,7 @@ async function* batchesOf(runIn: SpillRun): AsyncGenerator<Batch> {
 
 /**
  * Splits a stream of batches into `plan.partitions` spill runs by hash of `path`, the writers'
- * buffers reserved in `io`; `held` is what the operator holds meanwhile (for the stats).
+ * buffers reserved in `io` (kept when done); `held` is what the operator holds meanwhile (for the stats).
  */
 async function partition(ctx: ExecContext, plan: PartitionPlan, io: Reservation, held: Reservation, source: Source, path: string, seed: number, label: string,
   stats?: OperatorStats): Promise<SpillRun[]> {
@@ -489,7 +491,6 @@ async function partition(ctx: ExecContext, plan: PartitionPlan, io: Reservation,
   } catch (err) {
     for (const w of writers) w.abort();
     throw err;
-  } finally {
-    io.free();
   }
+  // `io` stays reserved: a partition too large for memory is partitioned again.
 }
