@@ -77,37 +77,55 @@ function sliceAny(v: AnyVector, from: number, to: number): Vector {
 }
 
 /**
- * A batch's vector for `path`. Derived dotted vectors ('meta.score') are cached on a batch only
- * once something asked for them, so batches of one stream may differ there: derive on demand.
+ * Every path any of `batches` carries. Batches of one stream may differ: derived dotted vectors
+ * ('meta.score') are cached on a batch only once something asked for them, and a left join's
+ * rows without a partner carry no build-side paths at all, only its presence marker.
  */
-function vectorOf(b: Batch, path: string): Vector {
-  return b.vectors.get(path) ?? pathVector(b, path);
+export function unionPaths(batches: readonly Batch[]): string[] {
+  if (batches.length === 1) return [...batches[0].vectors.keys()];
+  const paths = new Set<string>();
+  for (const b of batches) for (const p of b.vectors.keys()) paths.add(p);
+  return [...paths];
 }
 
-/** Concatenates batches with the same paths (derived dotted paths are filled in where missing). */
+/**
+ * A batch's vector for `path`: its own, else derived from the nearest parent path it carries,
+ * else absent values (nothing to derive it from).
+ */
+export function vectorOf(b: Batch, path: string): Vector {
+  const own = b.vectors.get(path);
+  if (own) return own;
+  for (let p = path, dot = p.lastIndexOf('.'); dot >= 0; p = p.slice(0, dot), dot = p.lastIndexOf('.')) {
+    if (b.vectors.has(p.slice(0, dot))) return pathVector(b, path);
+  }
+  return { kind: 'any', values: new Array(b.length) };
+}
+
+/** Concatenates batches; a path some of them lack is derived or absent there (vectorOf). */
 export function concatBatches(batches: readonly Batch[]): Batch {
   const length = batches.reduce((n, b) => n + b.length, 0);
   const vectors = new Map<string, Vector>();
   if (batches.length === 0) return { length: 0, vectors };
-  for (const [path, first] of batches[0].vectors) {
-    if (first.kind === 'f64') {
+  for (const path of unionPaths(batches)) {
+    const parts = batches.map((b) => vectorOf(b, path));
+    if (parts.every((v) => v.kind === 'f64')) {
       const values = new Float64Array(length);
       let absent: Uint8Array | null = null;
       let at = 0;
-      for (const b of batches) {
-        const v = vectorOf(b, path) as F64Vector;
-        values.set(v.values, at);
-        if (v.absent) (absent ??= new Uint8Array(length)).set(v.absent, at);
-        at += b.length;
+      for (let k = 0; k < batches.length; k++) {
+        const v = parts[k] as F64Vector;
+        values.set(v.values.length === batches[k].length ? v.values : v.values.subarray(0, batches[k].length), at);
+        if (v.absent) (absent ??= new Uint8Array(length)).set(v.absent.subarray(0, batches[k].length), at);
+        at += batches[k].length;
       }
       vectors.set(path, { kind: 'f64', values, absent });
     } else {
       const values: unknown[] = new Array(length);
       let at = 0;
-      for (const b of batches) {
-        const v = vectorOf(b, path);
-        for (let i = 0; i < b.length; i++) values[at + i] = valueAt(v, i);
-        at += b.length;
+      for (let k = 0; k < batches.length; k++) {
+        const v = parts[k], n = batches[k].length;
+        for (let i = 0; i < n; i++) values[at + i] = valueAt(v, i);
+        at += n;
       }
       vectors.set(path, { kind: 'any', values });
     }

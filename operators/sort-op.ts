@@ -4,7 +4,7 @@
 // Top-k (`limit` given) keeps only the best k rows seen so far and never sorts everything.
 import { spillIoPages, type SpillRun } from '../storage/spill-space.js';
 import type { Reservation } from '../storage/memory-pool.js';
-import { batchBytes, concatBatches, gatherBatch, valueAt, type Batch, type F64Vector, type Vector } from './batch.js';
+import { batchBytes, concatBatches, gatherBatch, unionPaths, valueAt, vectorOf, type Batch, type F64Vector, type Vector } from './batch.js';
 import { compareValues } from './expr.js';
 import { run, statsOf, throwIfAborted, type ExecContext, type Operator } from './operator.js';
 import { pathVector } from './paths.js';
@@ -82,8 +82,8 @@ interface PackedRows {
 }
 
 function packRows(batches: Batch[]): PackedRows {
-  const paths = [...batches[0].vectors.keys()];
-  const fPaths = paths.filter((p) => batches.every((b) => pathVector(b, p).kind === 'f64'));
+  const paths = unionPaths(batches);
+  const fPaths = paths.filter((p) => batches.every((b) => vectorOf(b, p).kind === 'f64'));
   const aPaths = paths.filter((p) => !fPaths.includes(p));
   const F = fPaths.length, A = aPaths.length;
   const packs: PackedRows['packs'] = [];
@@ -92,14 +92,14 @@ function packRows(batches: Batch[]): PackedRows {
     const f = new Float64Array(n * F);
     let fAbsent: Uint8Array | null = null;
     for (let c = 0; c < F; c++) {
-      const v = pathVector(b, fPaths[c]) as F64Vector;
+      const v = vectorOf(b, fPaths[c]) as F64Vector;
       const values = v.values, absent = v.absent;
       for (let i = 0; i < n; i++) f[i * F + c] = values[i];
       if (absent) for (let i = 0; i < n; i++) if (absent[i]) (fAbsent ??= new Uint8Array(n * F))[i * F + c] = 1;
     }
     const a = new Array(n * A);
     for (let c = 0; c < A; c++) {
-      const v = pathVector(b, aPaths[c]);
+      const v = vectorOf(b, aPaths[c]);
       if (v.kind === 'any') { const values = v.values; for (let i = 0; i < n; i++) a[i * A + c] = values[i]; }
       else for (let i = 0; i < n; i++) a[i * A + c] = valueAt(v, i);
     }
@@ -180,8 +180,8 @@ export function gatherRows(rows: SortedRows, from: number, to: number, cache?: {
   if (batches.length === 0) return { length: n, vectors };
   let columns = cache?.columns;
   if (!columns) {
-    columns = [...batches[0].vectors.keys()].map((path) => {
-      const vecs = batches.map((b) => pathVector(b, path));
+    columns = unionPaths(batches).map((path) => {
+      const vecs = batches.map((b) => vectorOf(b, path));
       const f64 = vecs.every((v) => v.kind === 'f64');
       const vals = f64 ? vecs.map((v) => (v as F64Vector).values) : [];
       const abs = f64 ? vecs.map((v) => (v as F64Vector).absent) : [];
