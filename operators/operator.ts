@@ -63,34 +63,22 @@ export function partitionPlan(ctx: ExecContext): PartitionPlan {
 }
 
 /**
- * Reserves the plan's writers' buffers in `io` before the operator buffers anything: what a
- * build side or a hash table holds until it is partitioned is still held while it is written
- * out, and keeping that room merely free would let another operator of the query (a join below
- * an aggregate, a sort above a join) take it. Under a budget already taken, `io` stays empty
- * and growLeavingPartitionIo keeps the room free instead.
+ * Grows `reservation` by `bytes` while keeping the plan's partition writers' buffers free in the
+ * budget: what a build side or a hash table holds until it is partitioned is still held while
+ * it is written out.
  */
-export function holdPartitionIo(io: Reservation, plan: PartitionPlan): void {
-  if (io.size === 0) io.tryGrow(plan.ioBytes);
+export function growLeavingPartitionIo(ctx: ExecContext, plan: PartitionPlan, reservation: Reservation, bytes: number): boolean {
+  return ctx.memory.reservedBytes + bytes + plan.ioBytes <= ctx.memory.limitBytes && reservation.tryGrow(bytes);
 }
 
 /**
- * Grows `reservation` by `bytes` while the plan's partition writers' buffers stay available:
- * held in `io` (holdPartitionIo), or else free in the budget.
- */
-export function growLeavingPartitionIo(ctx: ExecContext, plan: PartitionPlan, reservation: Reservation, bytes: number, io: Reservation): boolean {
-  const keepFree = io.size >= plan.ioBytes ? 0 : plan.ioBytes;
-  return ctx.memory.reservedBytes + bytes + keepFree <= ctx.memory.limitBytes && reservation.tryGrow(bytes);
-}
-
-/**
- * Reserves the writers' buffers of a partitioning step in `io` (done if holdPartitionIo held
- * them); returns the pages each writer may buffer. When the planned extents cannot be had
- * (another operator of the query holds the memory), one page each; when not even that, the
- * query fails with ABORTED rather than overrun.
+ * Reserves the writers' buffers of a partitioning step in `io`; returns the pages each writer
+ * may buffer. When the planned extents cannot be had (another operator of the query holds the
+ * memory), one page each; when not even that, the query fails with ABORTED rather than overrun.
  */
 export function reservePartitionIo(ctx: ExecContext, io: Reservation, plan: PartitionPlan): number {
-  if (io.size >= plan.ioBytes || io.tryGrow(plan.ioBytes - io.size)) return plan.ioPages;
-  io.grow(Math.max(0, plan.partitions * ctx.spill.pageSize - io.size));
+  if (io.tryGrow(plan.ioBytes)) return plan.ioPages;
+  io.grow(plan.partitions * ctx.spill.pageSize);
   return 1;
 }
 

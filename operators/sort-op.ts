@@ -3,7 +3,6 @@
 // fan-in). Stable: ties keep their input order (runs are merged in the order written).
 // Top-k (`limit` given) keeps only the best k rows seen so far and never sorts everything.
 import { spillIoPages, type SpillRun } from '../storage/spill-space.js';
-import type { Reservation } from '../storage/memory-pool.js';
 import { batchBytes, concatBatches, gatherBatch, unionPaths, valueAt, vectorOf, type Batch, type F64Vector, type Vector } from './batch.js';
 import { compareValues } from './expr.js';
 import { run, statsOf, throwIfAborted, type ExecContext, type Operator } from './operator.js';
@@ -332,7 +331,7 @@ export class SortOp implements Operator {
       }
       await spillSorted();
       let produced = 0;
-      for await (const batch of mergeRuns(ctx, runs, this.keys, `${this.name}#${this.id}`, fanIn(), chunkRows(), chunkRows() * bytesPerRow, ioPages, io, stats)) {
+      for await (const batch of mergeRuns(ctx, runs, this.keys, `${this.name}#${this.id}`, fanIn(), chunkRows(), chunkRows() * bytesPerRow, ioPages, stats)) {
         const take = Math.min(batch.length, this.limit - produced);
         yield take === batch.length ? batch : gatherBatch(batch, range(take));
         produced += take;
@@ -397,8 +396,7 @@ function mergeReadPages(ctx: ExecContext, inputs: number, chunkBytes: number, io
 }
 
 /** K-way merge of sorted runs; more runs than the fan-in are first merged into longer runs. */
-async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly SortKey[], label: string, fanIn: number, chunk: number, chunkBytes: number, ioPages: number,
-  writerIo: Reservation, stats?: { spilledBytes: number; spillRuns: number }): AsyncGenerator<Batch> {
+async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly SortKey[], label: string, fanIn: number, chunk: number, chunkBytes: number, ioPages: number, stats?: { spilledBytes: number; spillRuns: number }): AsyncGenerator<Batch> {
   // Each pass merges consecutive groups, keeping run order so ties stay in input order.
   while (runs.length > fanIn) {
     const merged: SpillRun[] = [];
@@ -427,7 +425,6 @@ async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly Sor
     }
     runs.push(...merged);
   }
-  writerIo.free(); // the last merge writes no run: its room goes to the merge's inputs
   yield* mergeGroup(ctx, runs, keys, mergeReadPages(ctx, runs.length, chunkBytes, ioPages));
 }
 
