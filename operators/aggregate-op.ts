@@ -363,7 +363,7 @@ export class AggregateOp implements Operator {
     // The partition writers' buffers, at every level (one level writes at a time).
     using io = ctx.memory.reserve(`HashAggregate#${this.id} spill I/O`);
     const plan = partitionPlan(ctx);
-    holdPartitionIo(io, plan);
+    holdPartitionIo(ctx, io, plan);
     const specs = this.aggregates.map(([, s]) => s);
     const newTable = () => new GroupTable(specs, this.groupPaths.length);
     let table = newTable();

@@ -62,7 +62,7 @@ export class HashJoinOp implements Operator {
     // are still held when they are written to partitions), reserved while partitioning.
     using io = ctx.memory.reserve(`HashJoin#${this.id} spill I/O`);
     const plan = partitionPlan(ctx);
-    holdPartitionIo(io, plan);
+    holdPartitionIo(ctx, io, plan);
     const [buildOp, probeOp] = this.params.buildSide === 'right' ? [this.right, this.left] : [this.left, this.right];
     const loaded: Batch[] = [];
     let overflow: AsyncIterator<Batch> | null = null;

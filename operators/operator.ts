@@ -63,22 +63,37 @@ export function partitionPlan(ctx: ExecContext): PartitionPlan {
 }
 
 /**
- * Grows `reservation` by `bytes` while keeping the plan's partition writers' buffers free in the
- * budget: what a build side or a hash table holds until it is partitioned is still held while
- * it is written out.
+ * Reserves the plan's writers' buffers in `io` before the operator buffers anything: what a
+ * build side or a hash table holds until it is partitioned is still held while it is written
+ * out, and keeping that room merely free would let another operator of the query (a join below
+ * an aggregate) take it. Only while the room is its planned quarter of the budget (not the
+ * two-page minimum of a budget of a few pages) and at most half of what is left, so the
+ * operator keeps as much to buffer with; otherwise `io` stays empty and growLeavingPartitionIo
+ * keeps the room free instead, and the operators of a query may share it.
  */
-export function growLeavingPartitionIo(ctx: ExecContext, plan: PartitionPlan, reservation: Reservation, bytes: number): boolean {
-  return ctx.memory.reservedBytes + bytes + plan.ioBytes <= ctx.memory.limitBytes && reservation.tryGrow(bytes);
+export function holdPartitionIo(ctx: ExecContext, io: Reservation, plan: PartitionPlan): void {
+  const left = ctx.memory.limitBytes - ctx.memory.reservedBytes;
+  if (io.size === 0 && 4 * plan.ioBytes <= ctx.memory.limitBytes && 2 * plan.ioBytes <= left) io.tryGrow(plan.ioBytes);
 }
 
 /**
- * Reserves the writers' buffers of a partitioning step in `io`; returns the pages each writer
- * may buffer. When the planned extents cannot be had (another operator of the query holds the
- * memory), one page each; when not even that, the query fails with ABORTED rather than overrun.
+ * Grows `reservation` by `bytes` while the plan's partition writers' buffers stay available:
+ * held in `io` (holdPartitionIo), or else free in the budget.
+ */
+export function growLeavingPartitionIo(ctx: ExecContext, plan: PartitionPlan, reservation: Reservation, bytes: number, io: Reservation): boolean {
+  const keepFree = io.size >= plan.ioBytes ? 0 : plan.ioBytes;
+  return ctx.memory.reservedBytes + bytes + keepFree <= ctx.memory.limitBytes && reservation.tryGrow(bytes);
+}
+
+/**
+ * Reserves the writers' buffers of a partitioning step in `io` (done if holdPartitionIo held
+ * them); returns the pages each writer may buffer. When the planned extents cannot be had
+ * (another operator of the query holds the memory), one page each; when not even that, the
+ * query fails with ABORTED rather than overrun.
  */
 export function reservePartitionIo(ctx: ExecContext, io: Reservation, plan: PartitionPlan): number {
-  if (io.tryGrow(plan.ioBytes)) return plan.ioPages;
-  io.grow(plan.partitions * ctx.spill.pageSize);
+  if (io.size >= plan.ioBytes || io.tryGrow(plan.ioBytes - io.size)) return plan.ioPages;
+  io.grow(Math.max(0, plan.partitions * ctx.spill.pageSize - io.size));
   return 1;
 }
 
