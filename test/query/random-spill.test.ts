@@ -119,6 +119,18 @@ describe.each(MODES)('randomised spilling queries against a reference (%s)', (mo
     return { got: pairs(await q.toArray()), want: pairs(ref), text: await q.explain({ analyze: true }) };
   }
 
+  it('a join under a group-by spills both within the limit (the group-by keeps its partition buffers)', async () => {
+    for (const kib of [128, 192, 640]) {
+      for (const type of ['left', 'inner'] as const) {
+        const { got, want, text } = await runSpec({ kind: 'join', type, then: 'group', minQty: null }, kib * KiB);
+        expect(got, `${type} join under ${kib} KiB`).toEqual(want);
+        expect(text, `${type} join under ${kib} KiB`).toMatch(/HashAggregate: .*spilled/);
+        expect(text, `${type} join under ${kib} KiB`).toMatch(/HashJoin: .*spilled/);
+      }
+    }
+    expect(db.stats().spill.pagesInUse).toBe(0);
+  });
+
   it(`${QUERIES} generated sorts, group-bys and joins under small limits give the reference rows, within the limit`, async () => {
     const rnd = prng((mode === 'memory' ? 301 : 302) + SEED);
     const spilledBefore = db.stats().spill.runsWritten;
