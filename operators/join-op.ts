@@ -58,8 +58,9 @@ export class HashJoinOp implements Operator {
   async *execute(ctx: ExecContext): AsyncGenerator<Batch> {
     const stats = statsOf(ctx, this);
     using reservation = ctx.memory.reserve(`HashJoin#${this.id}`);
-    // The partition writers' buffers: kept free while the build side loads (the loaded rows
-    // are still held when they are written to partitions), reserved while partitioning.
+    // The partition writers' buffers: reserved (or, under a budget of a few pages, kept free)
+    // while the build side loads, since the loaded rows are still held when they are written to
+    // partitions; given back once the build side is in memory, kept through the grace join.
     using io = ctx.memory.reserve(`HashJoin#${this.id} spill I/O`);
     const plan = partitionPlan(ctx);
     holdPartitionIo(ctx, io, plan);

@@ -1,8 +1,9 @@
 // Randomised spilling queries: generated sorts (multi-key, desc, top-k, offsets), group-bys
 // (one or two keys, every aggregate, filtered input) and joins (inner and left, skewed and
-// duplicate keys, then grouped or ordered), each under a memory limit drawn from 128 to 640 KiB (8 to 40 pages)
-// over data many times larger, compared with a plain-JS reference on both stores. Every query
-// must also give back its spill pages and stay within its limit (explain({ analyze: true })).
+// duplicate keys, then grouped or ordered), each under a memory limit drawn from 128 to 640 KiB
+// (8 to 40 pages of 16 KiB) over data many times larger, compared with a plain-JS reference on
+// both stores. Every query must also give back its spill pages and stay within its limit
+// (explain({ analyze: true })).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { avg, count, countDistinct, max, min, sum, type Collection, type Database } from '../../src/index.js';
 import {
@@ -10,12 +11,12 @@ import {
   type Order, type OrderKey, type RefAggs, type Tag,
 } from './helpers.js';
 
-// Larger runs: RANDOM_SPILL_QUERIES=200 QUERY_SEED=7 npx vitest run test/query/random-spill.test.ts
+// Larger runs: RANDOM_SPILL_QUERIES=200 QUERY_SEED=7 SPILL_LIMITS_KIB=128,192 npx vitest run test/query/random-spill.test.ts
 const QUERIES = Number(process.env.RANDOM_SPILL_QUERIES ?? 24);
 const SEED = Number(process.env.QUERY_SEED ?? 0);
 const ROWS = 8000;
 const KiB = 1024;
-const LIMITS = (process.env.SPILL_LIMITS_KIB ?? "128,192,320,640").split(",").map((k) => Number(k) * KiB);
+const LIMITS = (process.env.SPILL_LIMITS_KIB ?? '128,192,320,640').split(',').map((k) => Number(k) * KiB);
 
 const SORT_PATHS = ['amount', 'qty', 'category', 'note', 'ts', 'meta.score', 'meta.source', 'userId', 'pad'];
 const GROUP_PATHS = ['category', 'userId', 'qty', 'note', 'meta.source', 'meta.score'];
