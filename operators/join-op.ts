@@ -214,11 +214,27 @@ export class HashJoinOp implements Operator {
    * key matching many build rows would otherwise make one batch of probe rows x matches.
    */
   private *probeBatch(table: BuildTable, probe: Batch, maxRows: number, matched: { bits: Uint8Array; base: number } | null, deferOuter = false): Generator<Batch> {
+    // At least a pair a probe row, so the unique-key paths of matchPairs need no bound check.
+    const cap = Math.max(maxRows, probe.length);
+    const at = { row: 0, chain: -1 };
+    for (;;) {
+      const done = this.matchPairs(table, probe, cap, matched, deferOuter, at);
+      const out = this.pairs;
+      if (out.count > 0) yield this.output(probe, out.probe, table, out.build, out.count);
+      if (done) return;
+    }
+  }
+
+  /**
+   * Fills `pairs` with the pairs of `probe` from `at` on (a probe row, and the build row of its
+   * chain to go on with, or -1 to start the row), until `cap` pairs; true when the batch is done,
+   * else `at` says where to go on. A plain function, not a generator, so its loops stay tight.
+   */
+  private matchPairs(table: BuildTable, probe: Batch, cap: number, matched: { bits: Uint8Array; base: number } | null, deferOuter: boolean,
+    at: { row: number; chain: number }): boolean {
     const keys = pathVector(probe, this.probePath);
     const emitUnmatched = this.params.type === 'left' && !deferOuter;
     const out = this.pairs;
-    // At least a pair a probe row, so the unique-key paths below need no bound check.
-    const cap = Math.max(maxRows, probe.length);
     out.reset(probe.length);
     const first = table.first, next = table.next;
     const numeric = table.numeric;
@@ -226,37 +242,42 @@ export class HashJoinOp implements Operator {
     const direct = table.direct;
     if (f64 && direct) {
       const values = f64.values, absent = f64.absent, min = table.directMin, len = direct.length, unique = table.unique;
-      for (let i = 0; i < probe.length; i++) {
-        const x = values[i] - min;
-        let j = (absent && absent[i]) || !(x >= 0 && x < len) || (x | 0) !== x ? -1 : direct[x];
-        if (j < 0) { if (emitUnmatched) out.push(i, -1); continue; }
-        if (matched) matched.bits[matched.base + i] = 1;
-        if (unique) { out.probe[out.count] = i; out.build[out.count++] = j; continue; } // reset() left room for one pair a row
+      for (let i = at.row; i < probe.length; i++) {
+        let j: number;
+        if (at.chain >= 0) { j = at.chain; at.chain = -1; } else {
+          const x = values[i] - min;
+          j = (absent && absent[i]) || !(x >= 0 && x < len) || (x | 0) !== x ? -1 : direct[x];
+          if (j < 0) { if (emitUnmatched) out.push(i, -1); continue; }
+          if (matched) matched.bits[matched.base + i] = 1;
+          if (unique) { out.probe[out.count] = i; out.build[out.count++] = j; continue; } // reset() left room for one pair a row
+        }
         for (; j >= 0; j = next[j]) {
+          if (out.count >= cap) { at.row = i; at.chain = j; return false; }
           out.push(i, j);
-          if (out.count >= cap) { yield this.output(probe, out.probe, table, out.build, out.count); out.count = 0; }
         }
       }
-      if (out.count > 0) yield this.output(probe, out.probe, table, out.build, out.count);
-      return;
+      return true;
     }
-    for (let i = 0; i < probe.length; i++) {
-      let id: number;
-      if (f64) {
-        // The common case (numeric keys on both sides): a typed-array probe, no boxing.
-        const k = f64.values[i];
-        id = (f64.absent && f64.absent[i]) || k !== k ? -1 : numeric!.get(k);
-      } else id = table.idOf(joinKey(valueAt(keys, i)));
-      if (id < 0) { if (emitUnmatched) out.push(i, -1); continue; }
-      if (matched) matched.bits[matched.base + i] = 1;
-      let j = first[id];
-      if (next[j] < 0 && out.count < out.probe.length) { out.probe[out.count] = i; out.build[out.count++] = j; continue; }
+    for (let i = at.row; i < probe.length; i++) {
+      let j: number;
+      if (at.chain >= 0) { j = at.chain; at.chain = -1; } else {
+        let id: number;
+        if (f64) {
+          // The common case (numeric keys on both sides): a typed-array probe, no boxing.
+          const k = f64.values[i];
+          id = (f64.absent && f64.absent[i]) || k !== k ? -1 : numeric!.get(k);
+        } else id = table.idOf(joinKey(valueAt(keys, i)));
+        if (id < 0) { if (emitUnmatched) out.push(i, -1); continue; }
+        if (matched) matched.bits[matched.base + i] = 1;
+        j = first[id];
+        if (next[j] < 0 && out.count < out.probe.length) { out.probe[out.count] = i; out.build[out.count++] = j; continue; }
+      }
       for (; j >= 0; j = next[j]) {
+        if (out.count >= cap) { at.row = i; at.chain = j; return false; }
         out.push(i, j);
-        if (out.count >= cap) { yield this.output(probe, out.probe, table, out.build, out.count); out.count = 0; }
       }
     }
-    if (out.count > 0) yield this.output(probe, out.probe, table, out.build, out.count);
+    return true;
   }
 
   private readonly pairs = new Pairs();

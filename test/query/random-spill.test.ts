@@ -120,6 +120,15 @@ describe.each(MODES)('randomised spilling queries against a reference (%s)', (mo
     return { got: pairs(await q.toArray()), want: pairs(ref), text: await q.explain({ analyze: true }) };
   }
 
+  it('a join emits batches of at most 1,024 rows however many build rows a key matches', async () => {
+    // The hot user's orders (a third of them) each match 60 tags: one probe batch makes ~60k pairs.
+    const q = orders.query().select('id', 'userId').join(Tags, 'userId', 'userId', { as: 'tag', type: 'left' });
+    let rowsOut = 0, largest = 0;
+    for await (const b of q.batches()) { rowsOut += b.length; largest = Math.max(largest, b.length); }
+    expect(rowsOut).toBe(refJoin(rows, tagRows, 'userId', 'userId', 'tag', 'left').length);
+    expect(largest).toBe(1024);
+  });
+
   it('a join under a group-by spills both within the limit (the group-by keeps its partition buffers)', async () => {
     for (const kib of [128, 192, 640]) {
       for (const type of ['left', 'inner'] as const) {
