@@ -297,13 +297,12 @@ export class SortOp implements Operator {
         bytesPerRow = Math.max(bytesPerRow, Math.ceil(bytes / batch.length));
         if (!grow(bytes)) {
           // No room to hold the batch: keep the best k of it and of what is held (the batch is
-          // in memory anyway; only the kept rows stay), and spill those if even they do not fit.
-          // A batch of wide rows can be a large part of a small budget, or larger than what
-          // another operator of the query leaves free.
+          // in memory anyway; only the kept rows stay), and spill those if even they do not fit,
+          // or at once when there are no more than k of them. A batch of wide rows can be a
+          // large part of a small budget, or larger than what another operator leaves free.
           pending.push(batch);
           pendingRows += batch.length;
-          const kept = this.compactTopK(pending, buffered, (p, r) => { pending = p; pendingRows = r; });
-          if (!kept) await spillSorted();
+          if (pendingRows <= this.limit || !this.compactTopK(pending, buffered, (p, r) => { pending = p; pendingRows = r; })) await spillSorted();
           track();
           continue;
         }
