@@ -483,9 +483,11 @@ function growTable(ctx: ExecContext, plan: PartitionPlan, reservation: Reservati
 class SpillPartitions {
   private readonly writers: SpillRunWriter[] = [];
   private readonly done: SpillRun[][] = [];
-  private finished = false;
+  /** Writers finished so far: drop() aborts the others, also after a failed finish(). */
+  private finishedWriters = 0;
+  private finishing: Promise<SpillRun[][]> | null = null;
 
-  constructor(private readonly ctx: ExecContext, private readonly plan: PartitionPlan, private readonly io: Reservation, label: string, private readonly level: number,
+  constructor(ctx: ExecContext, private readonly plan: PartitionPlan, io: Reservation, label: string, private readonly level: number,
     private readonly stats?: OperatorStats) {
     const ioPages = reservePartitionIo(ctx, io, plan);
     for (let p = 0; p < plan.partitions; p++) {
@@ -514,19 +516,21 @@ class SpillPartitions {
   }
 
   /** Closes the writers; each partition's runs, in order. */
-  async finish(): Promise<SpillRun[][]> {
-    if (!this.finished) {
-      this.finished = true;
-      for (let p = 0; p < this.plan.partitions; p++) {
-        this.done[p].push(await this.writers[p].finish());
-        if (this.stats) this.stats.spillRuns++;
-      }
+  finish(): Promise<SpillRun[][]> {
+    return (this.finishing ??= this.finishWriters());
+  }
+
+  private async finishWriters(): Promise<SpillRun[][]> {
+    for (let p = 0; p < this.plan.partitions; p++) {
+      this.done[p].push(await this.writers[p].finish());
+      this.finishedWriters = p + 1;
+      if (this.stats) this.stats.spillRuns++;
     }
     return this.done;
   }
 
   drop(): void {
-    if (!this.finished) for (const w of this.writers) w.abort();
+    for (let p = this.finishedWriters; p < this.writers.length; p++) this.writers[p].abort();
     for (const runs of this.done) for (const r of runs) r.drop();
   }
 }

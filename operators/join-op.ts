@@ -136,8 +136,9 @@ export class HashJoinOp implements Operator {
     if (level < MAX_LEVEL) {
       const seed = level;
       const subBuild = await partition(ctx, plan, io, reservation, () => batchesOf(build), this.buildPath, seed, `HashJoin#${this.id}/build`, stats);
-      const subProbe = await partition(ctx, plan, io, reservation, () => batchesOf(probe), this.probePath, seed, `HashJoin#${this.id}/probe`, stats);
+      let subProbe: SpillRun[] = [];
       try {
+        subProbe = await partition(ctx, plan, io, reservation, () => batchesOf(probe), this.probePath, seed, `HashJoin#${this.id}/probe`, stats);
         // A partition that did not shrink holds one dominant key: splitting again cannot help.
         const largest = Math.max(...subBuild.map((r) => r.byteLength));
         if (largest < build.byteLength * 0.9) {
