@@ -27,7 +27,13 @@ export interface AggregateSpec {
 // copyBuffers: a spill record is a view of a buffer its run reuses (SpillRun.records), so binary
 // values decoded from it must own their bytes.
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: true, copyBuffers: true });
-const MAX_LEVEL = 6;
+/**
+ * Re-partitioning levels before a partition is given up as too large: enough to split the
+ * groups 2^24 ways at the plan's fan-out (6 levels of 16, 24 of 2 under a budget of a few
+ * pages). Every level separates distinct keys, so only a single group too large for the budget
+ * (a huge countDistinct) exhausts them.
+ */
+const maxLevels = (plan: PartitionPlan) => Math.max(6, Math.ceil(24 / Math.log2(plan.partitions)));
 const GROUP_OVERHEAD_BYTES = 96;
 let nextId = 1;
 const STRING_CACHE_MASK = 1023;
@@ -416,8 +422,9 @@ export class AggregateOp implements Operator {
               grown += table.merge(g);
             }
             if (!growTable(ctx, plan, reservation, io, sub, grown)) {
-              if (level >= MAX_LEVEL) {
-                throw new ModelVaultError('ABORTED', `HashAggregate: a partition still exceeds memoryLimit ${ctx.memory.limitBytes} after ${level} re-partitionings; raise memoryLimit`, {});
+              // Splitting again cannot help when not even one group fits beside the rest of the query.
+              if (level >= maxLevels(plan) || table.size <= 1) {
+                throw new ModelVaultError('ABORTED', `HashAggregate: a partition still exceeds memoryLimit ${ctx.memory.limitBytes} after ${level} re-partitionings${table.size <= 1 ? ' (one group does not fit)' : ''}; raise memoryLimit`, {});
               }
               sub ??= new SpillPartitions(ctx, plan, io, `HashAggregate#${this.id}`, level, stats);
               await sub.write(table);

@@ -4,7 +4,7 @@
 // too large. A partition that does not shrink (one key holding most rows: skew) is joined
 // block by block: chunks of the build side that fit, each against a full pass of the probe side.
 import type { SpillRun } from '../storage/spill-space.js';
-import { batchBytes, concatBatches, gather, gatherBatch, valueAt, type Batch, type Vector } from './batch.js';
+import { batchBytes, concatBatches, gather, gatherBatch, sliceBatch, valueAt, type Batch, type Vector } from './batch.js';
 import {
   growLeavingPartitionIo, holdPartitionIo, partitionPlan, reservePartitionIo, run, statsOf, throwIfAborted, type ExecContext, type Operator, type OperatorStats, type PartitionPlan,
 } from './operator.js';
@@ -491,6 +491,7 @@ async function partition(ctx: ExecContext, plan: PartitionPlan, io: Reservation,
   const ioPages = reservePartitionIo(ctx, io, plan);
   if (stats) stats.peakReservedBytes = Math.max(stats.peakReservedBytes, held.size + io.size);
   const writers = Array.from({ length: P }, (_, p) => ctx.spill.createRun(`${label}/S${seed}P${p}`, ioPages));
+  const maxRecordBytes = Math.max(4096, ctx.memory.limitBytes / 16);
   try {
     for await (const b of source()) {
       throwIfAborted(ctx.signal);
@@ -502,9 +503,15 @@ async function partition(ctx: ExecContext, plan: PartitionPlan, io: Reservation,
       }
       for (let p = 0; p < P; p++) {
         if (buckets[p].length === 0) continue;
-        const bytes = encodeBatch(gatherBatch(b, buckets[p]));
-        await writers[p].append(bytes);
-        if (stats) stats.spilledBytes += bytes.byteLength;
+        const rows = gatherBatch(b, buckets[p]);
+        // Records small against the budget: a skewed partition is read back a record at a time
+        // (blockJoin), and each record must fit beside what the rest of the query holds.
+        const step = Math.max(1, Math.floor(maxRecordBytes / Math.max(1, batchBytes(rows) / rows.length)));
+        for (let from = 0; from < rows.length; from += step) {
+          const bytes = encodeBatch(step >= rows.length ? rows : sliceBatch(rows, from, from + step));
+          await writers[p].append(bytes);
+          if (stats) stats.spilledBytes += bytes.byteLength;
+        }
       }
     }
     const runs: SpillRun[] = [];

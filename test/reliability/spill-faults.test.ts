@@ -5,6 +5,7 @@
 // partition writer failing as it finishes once left the writers after it holding their pages).
 import { beforeAll, describe, expect, it } from 'vitest';
 import { count, sum, type Database } from '../../src/index.js';
+import { expectCode } from '../query/helpers.js';
 import { faultyMemoryStore, type FaultyStore, type IoKind } from './faulty-store.js';
 import { baseState, buildBaseImage, isIoError, openOver } from './io-workload.js';
 
@@ -26,6 +27,19 @@ const QUERIES: Record<string, (db: Database) => Promise<unknown[]>> = {
 describe('I/O faults inside spilling operators', () => {
   beforeAll(async () => {
     baseImage = await buildBaseImage(baseState());
+  });
+
+  it('a group-by with no room for even one group fails at once, not after every re-partitioning level', async () => {
+    const db = await openOver(faultyMemoryStore(baseImage));
+    try {
+      // The sort above keeps its writer's page: 48 KiB leaves the group-by its partition writers only.
+      const q = (await db.collection('ledger')).query().groupBy('account', 'memo').aggregate({ n: count() }).orderBy('n');
+      const err = await expectCode(() => q.toArray(), 'ABORTED');
+      expect(err.message).toMatch(/re-partitionings \(one group does not fit\)/);
+      expect(db.stats().spill.pagesInUse).toBe(0);
+    } finally {
+      await db.close();
+    }
   });
 
   describe.each(Object.keys(QUERIES))('%s', (name) => {
