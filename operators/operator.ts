@@ -5,7 +5,7 @@ import type { TreeReader } from '../storage/engine.js';
 import { ModelVaultError } from '../storage/errors.js';
 import type { MemoryPool, Reservation } from '../storage/memory-pool.js';
 import { spillIoPages, type SpillSpace } from '../storage/spill-space.js';
-import type { Batch } from './batch.js';
+import type { Batch, Vector } from './batch.js';
 
 export interface OperatorStats {
   rowsOut: number;
@@ -26,6 +26,24 @@ export interface ExecContext {
   readonly batchSize: number;
   /** Filled when the query runs under explain({ analyze: true }). */
   readonly stats?: Map<Operator, OperatorStats>;
+  /**
+   * Filters one operator publishes while it runs for another below it to apply, keyed by a token
+   * both hold from the plan (a top-k's cutoff, applied by its scan before it decodes a row).
+   */
+  readonly dynamicFilters?: Map<object, RowFilter>;
+}
+
+/** A filter on rows that an operator updates as it runs (DynamicFilters). */
+export interface RowFilter {
+  /** The columns it reads. */
+  readonly paths: readonly string[];
+  /** Whether it drops anything yet. */
+  active(): boolean;
+  /**
+   * Keeps in `sel[0, count)` (indices into the vectors, in order) the rows that may still be
+   * wanted, and returns how many; `vectors` holds at least `paths`.
+   */
+  select(vectors: ReadonlyMap<string, Vector>, sel: Uint32Array, count: number): number;
 }
 
 export interface Operator {

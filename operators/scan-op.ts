@@ -8,7 +8,7 @@ import type { Pager } from '../storage/pager.js';
 import type { Batch, Vector } from './batch.js';
 import { dictOf, type DictVector } from './dict-vector.js';
 import { compileSelector, exprToString, type Expr } from './expr.js';
-import { throwIfAborted, type ExecContext, type Operator } from './operator.js';
+import { throwIfAborted, type ExecContext, type Operator, type RowFilter } from './operator.js';
 
 export type CellDecoder =
   | { readonly kind: 'f64' }
@@ -254,7 +254,18 @@ export class TableScanOp implements Operator {
      * early: then each leaf's rows go out at once, so a rare match is not held back.
      */
     readonly coalesce = false,
+    /**
+     * A top-k right above publishes its cutoff under this token (ExecContext.dynamicFilters) on
+     * `topKPaths`, all columns of this scan: rows past it are skipped before their other columns
+     * are decoded.
+     */
+    readonly topKFilter: { readonly token: object; readonly paths: readonly string[] } | null = null,
   ) {}
+
+  /** This scan, applying the cutoff a top-k above publishes under `token`. */
+  withTopKFilter(token: object, paths: readonly string[]): TableScanOp {
+    return new TableScanOp(this.tree, this.label, this.columns, this.filter, this.bounds, this.coalesce, { token, paths });
+  }
 
   children(): readonly Operator[] { return []; }
 
@@ -263,12 +274,16 @@ export class TableScanOp implements Operator {
     if (this.filter) parts.push(`filter pushed down: ${exprToString(this.filter)}`);
     if (this.bounds.gt || this.bounds.gte || this.bounds.lt || this.bounds.lte) parts.push('primary key range');
     if (this.bounds.reverse) parts.push('reverse');
+    if (this.topKFilter) parts.push("skips rows past the top-k's cutoff");
     return parts.join(', ');
   }
 
   async *execute(ctx: ExecContext): AsyncGenerator<Batch> {
     const pager = ctx.reader.nodeSource.pager;
     const filterPaths = this.filter ? new Set(this.columns.filter((c) => this.usesPath(c.path)).map((c) => c.path)) : new Set<string>();
+    // Looked up when the scan starts: the top-k above registers its cutoff before it pulls.
+    const dynamic: RowFilter | null = this.topKFilter ? ctx.dynamicFilters?.get(this.topKFilter.token) ?? null : null;
+    if (dynamic) for (const p of dynamic.paths) filterPaths.add(p);
     const first = this.columns.filter((c) => filterPaths.has(c.path));
     const rest = this.columns.filter((c) => !filterPaths.has(c.path));
     const selector = this.filter ? compileSelector(this.filter) : null;
@@ -305,7 +320,7 @@ export class TableScanOp implements Operator {
       const leaf = slice.leaf;
       let count = n;
       let probe: Vector[] | null = null;
-      if (selector) {
+      if (selector || dynamic?.active()) {
         // The predicate's columns first, as views of the page where possible (forward scans of
         // number columns: no copy at all), then the selection vector; nothing else is decoded yet.
         const vectors = new Map<string, Vector>();
@@ -323,7 +338,9 @@ export class TableScanOp implements Operator {
           vectors.set(col.path, v);
           probe.push(v);
         }
-        count = selector({ length: n, vectors }, sel, -1);
+        if (selector) count = selector({ length: n, vectors }, sel, -1);
+        else for (let k = 0; k < n; k++) sel[k] = k;
+        if (dynamic && count > 0) count = dynamic.select(vectors, sel, count);
         if (count === 0) continue;
         for (let k = 0; k < count; k++) picked[k] = rows[sel[k]];
       }

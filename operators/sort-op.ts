@@ -5,7 +5,7 @@
 import { spillIoPages, type SpillRun } from '../storage/spill-space.js';
 import { batchBytes, concatBatches, gatherBatch, unionPaths, valueAt, vectorOf, type Batch, type F64Vector, type Vector } from './batch.js';
 import { compareValues } from './expr.js';
-import { run, statsOf, throwIfAborted, type ExecContext, type Operator } from './operator.js';
+import { run, statsOf, throwIfAborted, type ExecContext, type Operator, type RowFilter } from './operator.js';
 import { pathVector } from './paths.js';
 import { decodeBatch, encodeBatch } from './spill-codec.js';
 import { keyImages, radixSortPayload } from './radix-sort.js';
@@ -221,8 +221,11 @@ export class SortOp implements Operator {
   readonly name: string;
   private readonly id = nextId++;
 
-  /** `limit` = rows needed from the top (offset + limit), or Infinity for a full sort. */
-  constructor(readonly input: Operator, readonly keys: readonly SortKey[], readonly limit = Infinity) {
+  /**
+   * `limit` = rows needed from the top (offset + limit), or Infinity for a full sort.
+   * `filterToken`: a top-k publishes its cutoff under it (ExecContext.dynamicFilters) for the scan below.
+   */
+  constructor(readonly input: Operator, readonly keys: readonly SortKey[], readonly limit = Infinity, readonly filterToken: object | null = null) {
     this.name = Number.isFinite(limit) ? 'TopK' : 'Sort';
   }
 
@@ -249,6 +252,8 @@ export class SortOp implements Operator {
     if (full) io.tryGrow(ioBytes);
     const grow = (n: number) => (io.size > 0 || ctx.memory.reservedBytes + n + headroom <= ctx.memory.limitBytes) && buffered.tryGrow(n);
     const runs: SpillRun[] = [];
+    const cutoff = new TopKCutoff(this.keys, this.limit);
+    if (this.filterToken !== null) ctx.dynamicFilters?.set(this.filterToken, cutoff);
     let pending: Batch[] = [];
     let pendingRows = 0;
     let bytesPerRow = 64;
@@ -273,11 +278,16 @@ export class SortOp implements Operator {
         return;
       }
       if (pending.length === 0) return;
-      if (io.size === 0) io.tryGrow(ioBytes);
-      const sorted = sortRows(pending, this.keys);
+      // When the budget cannot give the writer its extent, it writes a page at a time.
+      const pages = io.size > 0 || io.tryGrow(ioBytes) ? ioPages : 1;
+      const sorted = sortedView(sortRows(pending, this.keys));
       pending = [];
       pendingRows = 0;
-      runs.push(await writeRun(ctx, label, sortedView(sorted), chunkRows(), ioPages, stats));
+      // Only the best k rows of a top-k's run can reach the output, and no later row that
+      // does not sort before its k-th.
+      const rows = Math.min(this.limit, sorted.length);
+      cutoff.addRun(sorted.gather(rows - 1, rows), rows);
+      runs.push(await writeRun(ctx, label, { length: rows, gather: sorted.gather }, chunkRows(), pages, stats));
       buffered.free();
     };
     try {
@@ -293,25 +303,27 @@ export class SortOp implements Operator {
           track();
           continue;
         }
-        const bytes = estimate;
-        bytesPerRow = Math.max(bytesPerRow, Math.ceil(bytes / batch.length));
+        const rows = cutoff.filter(batch);
+        if (rows.length === 0) continue;
+        const bytes = rows === batch ? estimate : batchBytes(rows);
+        bytesPerRow = Math.max(bytesPerRow, Math.ceil(bytes / rows.length));
         if (!grow(bytes)) {
           // No room to hold the batch: keep the best k of it and of what is held (the batch is
           // in memory anyway; only the kept rows stay), and spill those if even they do not fit,
           // or at once when there are no more than k of them. A batch of wide rows can be a
           // large part of a small budget, or larger than what another operator leaves free.
-          pending.push(batch);
-          pendingRows += batch.length;
-          if (pendingRows <= this.limit || !this.compactTopK(pending, buffered, (p, r) => { pending = p; pendingRows = r; })) await spillSorted();
+          pending.push(rows);
+          pendingRows += rows.length;
+          if (pendingRows <= this.limit || !this.compactTopK(pending, buffered, cutoff, (p, r) => { pending = p; pendingRows = r; })) await spillSorted();
           track();
           continue;
         }
-        pending.push(batch);
-        pendingRows += batch.length;
+        pending.push(rows);
+        pendingRows += rows.length;
         track();
         // Top-k: once twice k rows are buffered, keep only the best k.
         if (pendingRows >= Math.max(2 * this.limit, ctx.batchSize)) {
-          if (!this.compactTopK(pending, buffered, (p, r) => { pending = p; pendingRows = r; })) await spillSorted();
+          if (!this.compactTopK(pending, buffered, cutoff, (p, r) => { pending = p; pendingRows = r; })) await spillSorted();
         }
       }
       if (runs.length === 0) {
@@ -337,18 +349,110 @@ export class SortOp implements Operator {
         if (produced >= this.limit) return;
       }
     } finally {
+      if (this.filterToken !== null) ctx.dynamicFilters?.delete(this.filterToken);
       for (const r of runs) r.drop();
     }
   }
 
   /** Keeps only the best `limit` rows of `pending`; false when they do not fit in the budget (unreserved: spill them). */
-  private compactTopK(pending: Batch[], buffered: { free(): void; tryGrow(n: number): boolean }, set: (p: Batch[], rows: number) => void): boolean {
+  private compactTopK(pending: Batch[], buffered: { free(): void; tryGrow(n: number): boolean }, cutoff: TopKCutoff, set: (p: Batch[], rows: number) => void): boolean {
     const sorted = sortBatch(concatBatches(pending), this.keys);
     const kept = gatherBatch(sorted, range(Math.min(this.limit, sorted.length)));
+    if (kept.length > 0) cutoff.setHeld(gatherBatch(kept, [kept.length - 1]), kept.length);
     buffered.free();
     const fits = buffered.tryGrow(batchBytes(kept));
     set([kept], kept.length);
     return fits;
+  }
+}
+
+/**
+ * A bound on the k-th best row a top-k has seen: the last row of the fewest spilled runs (and
+ * held rows) that together hold k rows. A later row that does not sort before it cannot be
+ * among the best k — ties keep input order, so it would come after k others — and is dropped on
+ * arrival, or by the scan below before it decodes the row's other columns (a RowFilter), so
+ * most of a long input is never built, buffered or sorted.
+ */
+class TopKCutoff implements RowFilter {
+  readonly paths: readonly string[];
+  private cut: Vector[] | null = null;
+  /** Spilled runs: how many rows each wrote and the keys of its last. */
+  private runs: { keys: Vector[]; rows: number }[] = [];
+  private held: { keys: Vector[]; rows: number } | null = null;
+  private readonly cmp: ReturnType<typeof makeRowComparator>;
+  /** The cut's first key when it is a plain number (compared without the general comparator). */
+  private cutNumber: number | null = null;
+
+  constructor(private readonly sortKeys: readonly SortKey[], private readonly k: number) {
+    this.cmp = makeRowComparator(sortKeys);
+    this.paths = sortKeys.map((key) => key.path);
+  }
+
+  /** A run of `rows` sorted rows was written; `last` is a batch of its last row. */
+  addRun(last: Batch, rows: number): void {
+    this.runs.push({ keys: this.keysOf(last), rows });
+    this.held = null; // the held rows are what was written
+    this.update();
+  }
+
+  /** The rows held after a compaction: `rows` of them, `last` the worst. */
+  setHeld(last: Batch, rows: number): void {
+    this.held = { keys: this.keysOf(last), rows };
+    this.update();
+  }
+
+  active(): boolean {
+    return this.cut !== null;
+  }
+
+  select(vectors: ReadonlyMap<string, Vector>, sel: Uint32Array, count: number): number {
+    const cut = this.cut;
+    if (cut === null) return count;
+    const vs = this.sortKeys.map((key) => vectors.get(key.path)!);
+    const first = vs[0], c0 = this.cutNumber;
+    let n = 0;
+    if (c0 !== null && first.kind === 'f64' && first.absent === null) {
+      // Most rows are decided by the first key alone; ties and NaN go to the comparator.
+      const xs = first.values, desc = this.sortKeys[0].desc;
+      for (let j = 0; j < count; j++) {
+        const i = sel[j], x = xs[i];
+        if (desc ? x > c0 : x < c0) sel[n++] = i;
+        else if (!(desc ? x < c0 : x > c0) && this.cmp(vs, i, cut, 0) < 0) sel[n++] = i;
+      }
+      return n;
+    }
+    for (let j = 0; j < count; j++) if (this.cmp(vs, sel[j], cut, 0) < 0) sel[n++] = sel[j];
+    return n;
+  }
+
+  /** The rows of `b` that sort before the cutoff (`b` itself when all do). */
+  filter(b: Batch): Batch {
+    if (this.cut === null) return b;
+    const vectors = new Map(this.sortKeys.map((key) => [key.path, pathVector(b, key.path)] as const));
+    const sel = range(b.length);
+    const n = this.select(vectors, sel, b.length);
+    return n === b.length ? b : gatherBatch(b, sel, n);
+  }
+
+  private keysOf(row: Batch): Vector[] {
+    return this.sortKeys.map((key) => pathVector(row, key.path));
+  }
+
+  private update(): void {
+    const parts = this.held ? [...this.runs, this.held] : this.runs.slice();
+    parts.sort((x, y) => this.cmp(x.keys, 0, y.keys, 0));
+    let rows = 0;
+    for (let i = 0; i < parts.length; i++) {
+      rows += parts[i].rows;
+      if (rows >= this.k) {
+        const cut = (this.cut = parts[i].keys);
+        const c0 = valueAt(cut[0], 0);
+        this.cutNumber = typeof c0 === 'number' && !Number.isNaN(c0) ? c0 : null;
+        // Runs ending after the cutoff can never tighten it again.
+        this.runs = this.runs.filter((r) => this.cmp(r.keys, 0, cut, 0) <= 0);
+        return;
+      }
+    }
   }
 }
 

@@ -227,7 +227,14 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   const limit = state.limit;
   // count() needs no order (and decodes no order columns): a sort could not change the count.
   if (state.order.length && !access.ordered && !countOnlyRun) {
-    root = new SortOp(root, state.order.map((o): SortKey => ({ path: o.path, desc: o.desc })), Number.isFinite(limit) ? limit + state.offset : Infinity);
+    const keys = state.order.map((o): SortKey => ({ path: o.path, desc: o.desc }));
+    // A top-k straight over a table scan whose columns hold its keys hands its cutoff down: the
+    // scan skips the rows that can no longer qualify before it decodes their other columns.
+    const scan = root;
+    const pushCutoff = Number.isFinite(limit) && scan instanceof TableScanOp && keys.every((k) => scan.columns.some((c) => c.path === k.path));
+    const token = pushCutoff ? {} : null;
+    if (token !== null) root = (scan as TableScanOp).withTopKFilter(token, keys.map((k) => k.path));
+    root = new SortOp(root, keys, Number.isFinite(limit) ? limit + state.offset : Infinity, token);
   }
   if (Number.isFinite(limit) || state.offset > 0) root = new LimitOp(root, limit, state.offset);
 

@@ -292,7 +292,7 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
     const memory = opts.memory ?? new MemoryPool(this.state.options.memoryLimit ?? this.host.memoryLimit);
     try {
       const planned = planQuery(this.state, reader, { countOnly: opts.countOnly ?? false, sync: false });
-      const ctx: ExecContext = { signal: this.state.options.signal, memory, spill: this.host.spill, reader, batchSize: this.host.batchSize, stats: opts.stats };
+      const ctx: ExecContext = { signal: this.state.options.signal, memory, spill: this.host.spill, reader, batchSize: this.host.batchSize, stats: opts.stats, dynamicFilters: new Map() };
       if (planned.constantCount !== null) {
         yield { batch: { length: planned.constantCount, vectors: new Map() }, planned };
         return;
