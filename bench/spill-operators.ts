@@ -8,6 +8,7 @@
 //   sort-10m    (BIG=1 or --big) the same over BIG_N (10M) orders with 64 MiB
 //   group(-64)  GROUP BY category (20 values) with count / sum(amount) / avg(qty)
 //   join(-64)   N orders ⋈ 100k customers on userId = id, grouped by customer country
+//   topk        ORDER BY amount DESC, id LIMIT 1000 over N orders, every column (rows/s = input orders)
 //
 // "Unlimited" is ModelVault memoryLimit 64 GiB, SQLite cache_size 1 GiB + temp_store=MEMORY,
 // DuckDB's default memory_limit (80% of RAM). Peak RSS is set against cacheSize + memoryLimit +
@@ -34,6 +35,7 @@ const LIMIT = 64 * MiB;
 const UNLIMITED = 64 * GiB;
 const SQLITE = 'better-sqlite3';
 const DUCKDB = 'duckdb';
+const TOP_K = 1000;
 
 type Size = 'n' | 'big';
 interface DataFiles { mv?: string; sqlite?: string; duck?: string }
@@ -49,7 +51,7 @@ async function build(size: Size, prefix: string): Promise<DataFiles> {
     console.log(`${label}: ${si(rows)} orders + 100 k customers in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${(fs.statSync(file).size / MiB).toFixed(0)} MiB`);
   };
   // The groups whose cases read this size's files (sort-64 included: CASES=sort-64 alone built nothing).
-  const groups = size === 'n' ? ['sort', 'sort-64', 'group', 'group-64', 'join', 'join-64'] : [prefix];
+  const groups = size === 'n' ? ['sort', 'sort-64', 'group', 'group-64', 'join', 'join-64', 'topk'] : [prefix];
   const needs = (engine: string) => groups.some((g) => wanted(`${g}/${engine}`));
   if (needs(MODELVAULT)) {
     out.mv = path.join(dir, `${size}.modelvault`);
@@ -91,6 +93,7 @@ const SQL = {
   sort: 'SELECT * FROM orders ORDER BY amount',
   group: 'SELECT category, count(*) AS n, sum(amount) AS s, avg(qty) AS a FROM orders GROUP BY category',
   join: 'SELECT c.country AS country, count(*) AS n, sum(o.amount) AS s FROM orders o JOIN customers c ON o.userId = c.id GROUP BY c.country',
+  topk: `SELECT * FROM orders ORDER BY amount DESC, id LIMIT ${TOP_K}`,
 };
 type Workload = keyof typeof SQL;
 
@@ -108,10 +111,10 @@ function groupDigest(rows: { key: string; n: number; s: number; a?: number }[]):
  * rows with memory_limit=64MB ended after ~120k rows without an error here (yieldRowObjectJs
  * and fetchChunk alike, @duckdb/node-api 1.5.6-r.1), while a materialized count(*) gave 10M.
  */
-function sortTracker(expected: number) {
-  let n = 0, ids = 0, prev = -Infinity, inOrder = true;
+function sortTracker(expected: number, desc = false) {
+  let n = 0, ids = 0, prev = desc ? Infinity : -Infinity, inOrder = true;
   return {
-    add(id: number, amount: number) { n++; ids += id; if (amount < prev) inOrder = false; prev = amount; },
+    add(id: number, amount: number) { n++; ids += id; if (desc ? amount > prev : amount < prev) inOrder = false; prev = amount; },
     result() {
       if (n !== expected) throw new Error(`short result: ${n} of ${expected} rows, and the engine raised no error`);
       if (!inOrder) throw new Error('rows came out of order');
@@ -133,14 +136,15 @@ async function mvCase(w: Workload, size: Size, l: Limits): Promise<Measured> {
     await db.register(Customers);
     const rows = rowsOf(size);
     const query = w === 'sort' ? orders.query().orderBy('amount')
+      : w === 'topk' ? orders.query().orderBy('amount', 'desc').orderBy('id').limit(TOP_K)
       : w === 'group' ? orders.query().groupBy('category').aggregate({ n: count(), s: sum('amount'), a: avg('qty') })
         : orders.query().join(Customers, 'userId', 'id', { as: 'customer' }).groupBy('customer.country').aggregate({ n: count(), s: sum('amount') });
     const spill0 = db.stats().spill;
     const m = await timeReps(reps(size === 'big' ? 1 : 3), size === 'big' ? 0 : 1, async () => {
-      if (w === 'sort') {
-        const t = sortTracker(rows);
+      if (w === 'sort' || w === 'topk') {
+        const t = sortTracker(w === 'sort' ? rows : TOP_K, w === 'topk');
         for await (const r of (query as ReturnType<typeof orders.query>).options({ memoryLimit })) t.add(r.id, r.amount);
-        return t.result();
+        return w === 'sort' ? t.result() : { ...t.result(), rows };
       }
       const out: { key: string; n: number; s: number; a?: number }[] = [];
       for await (const r of query.options({ memoryLimit }) as AsyncIterable<Record<string, unknown>>) {
@@ -176,10 +180,10 @@ async function sqliteCase(w: Workload, size: Size, l: Limits): Promise<Measured>
     const stmt = db.prepare(SQL[w]);
     const rows = rowsOf(size);
     const m = await timeReps(reps(size === 'big' ? 1 : 3), size === 'big' ? 0 : 1, () => {
-      if (w === 'sort') {
-        const t = sortTracker(rows);
+      if (w === 'sort' || w === 'topk') {
+        const t = sortTracker(w === 'sort' ? rows : TOP_K, w === 'topk');
         for (const r of stmt.iterate() as IterableIterator<{ id: number; amount: number }>) t.add(r.id, r.amount);
-        return t.result();
+        return w === 'sort' ? t.result() : { ...t.result(), rows };
       }
       const out = (stmt.all() as { category?: string; country?: string; n: number; s: number; a?: number }[])
         .map((r) => ({ key: String(r.category ?? r.country), n: r.n, s: r.s, a: r.a }));
@@ -211,10 +215,10 @@ async function duckCase(w: Workload, size: Size, l: Limits): Promise<Measured> {
     const rows = rowsOf(size);
     const m = await timeReps(reps(size === 'big' ? 1 : 3), size === 'big' ? 0 : 1, async () => {
       const result = await conn.stream(SQL[w]);
-      if (w === 'sort') {
-        const t = sortTracker(rows);
+      if (w === 'sort' || w === 'topk') {
+        const t = sortTracker(w === 'sort' ? rows : TOP_K, w === 'topk');
         for await (const chunk of result.yieldRowObjectJs()) for (const r of chunk) t.add(r.id as number, r.amount as number);
-        return t.result();
+        return w === 'sort' ? t.result() : { ...t.result(), rows };
       }
       const out: { key: string; n: number; s: number; a?: number }[] = [];
       for await (const chunk of result.yieldRowObjectJs()) {
@@ -256,6 +260,7 @@ const variants: { group: string; w: Workload; size: Size; limited: boolean; big?
   { group: 'group-64', w: 'group', size: 'n', limited: true, title: `GROUP BY category, count/sum/avg over ${si(N)} orders, 64 MiB limit` },
   { group: 'join', w: 'join', size: 'n', limited: false, title: `${si(N)} orders ⋈ 100 k customers, GROUP BY country, no memory limit (rows/s = input orders)` },
   { group: 'join-64', w: 'join', size: 'n', limited: true, title: `${si(N)} orders ⋈ 100 k customers, GROUP BY country, 64 MiB limit` },
+  { group: 'topk', w: 'topk', size: 'n', limited: false, title: `ORDER BY amount DESC, id LIMIT ${TOP_K} over ${si(N)} orders, all columns (rows/s = input orders)` },
 ];
 const cases: CaseDef[] = variants.flatMap((v) => engines.map((e) => ({
   id: `${v.group}/${e.engine}`, group: v.group, engine: e.engine, big: v.big, run: () => e.run(v.w, v.size, { limited: v.limited }),
