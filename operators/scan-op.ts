@@ -255,17 +255,12 @@ export class TableScanOp implements Operator {
      */
     readonly coalesce = false,
     /**
-     * A top-k right above publishes its cutoff under this token (ExecContext.dynamicFilters) on
-     * `topKPaths`, all columns of this scan: rows past it are skipped before their other columns
-     * are decoded.
+     * A top-k above publishes its cutoff under this token (ExecContext.dynamicFilters) on
+     * `paths`, all columns of this scan: rows past it are skipped before their other columns are
+     * decoded.
      */
     readonly topKFilter: { readonly token: object; readonly paths: readonly string[] } | null = null,
   ) {}
-
-  /** This scan, applying the cutoff a top-k above publishes under `token`. */
-  withTopKFilter(token: object, paths: readonly string[]): TableScanOp {
-    return new TableScanOp(this.tree, this.label, this.columns, this.filter, this.bounds, this.coalesce, { token, paths });
-  }
 
   children(): readonly Operator[] { return []; }
 

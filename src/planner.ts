@@ -211,9 +211,17 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   // once unless a limit right above it may stop the query after a few rows.
   const limited = Number.isFinite(state.limit) && !aggregating && state.joins.length === 0 && (state.order.length === 0 || access.ordered);
   const firstChunk = limited ? Math.max(16, state.limit + state.offset) : Math.max(16, access.estimate);
+  // A top-k whose keys are columns of the queried collection hands its cutoff to that
+  // collection's scan, which skips the rows past it before decoding their other columns. Through
+  // joins too: a row's joined rows carry its keys, and a join that streams its probe side emits
+  // them in scan order (one that loads or partitions that side first has consumed the scan before
+  // the top-k sees a row, so the cutoff is not set yet).
+  const topKKeys = state.order.map((o) => o.path);
+  const topKToken = state.order.length > 0 && Number.isFinite(state.limit) && !aggregating && !countOnlyRun && !access.ordered && !access.index
+    && topKKeys.every((p) => resolve(p).side === '' && baseColumns.some((c) => c.path === p)) ? {} : null;
   let root: Operator = access.index
     ? new IndexScanOp(access.index.tree, base.meta.rowsTree, `${base.meta.name} via index ${access.index.name}`, access.index.fields.length, access.bounds, access.boundsText, baseColumns, baseFilter, firstChunk)
-    : new TableScanOp(base.meta.rowsTree, base.meta.name, baseColumns, baseFilter, access.bounds, !limited);
+    : new TableScanOp(base.meta.rowsTree, base.meta.name, baseColumns, baseFilter, access.bounds, !limited, topKToken === null ? null : { token: topKToken, paths: topKKeys });
   let leftEstimate = access.estimate;
   state.joins.forEach((j, n) => {
     const side = sides.get(j.as)!;
@@ -227,14 +235,7 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   const limit = state.limit;
   // count() needs no order (and decodes no order columns): a sort could not change the count.
   if (state.order.length && !access.ordered && !countOnlyRun) {
-    const keys = state.order.map((o): SortKey => ({ path: o.path, desc: o.desc }));
-    // A top-k straight over a table scan whose columns hold its keys hands its cutoff down: the
-    // scan skips the rows that can no longer qualify before it decodes their other columns.
-    const scan = root;
-    const pushCutoff = Number.isFinite(limit) && scan instanceof TableScanOp && keys.every((k) => scan.columns.some((c) => c.path === k.path));
-    const token = pushCutoff ? {} : null;
-    if (token !== null) root = (scan as TableScanOp).withTopKFilter(token, keys.map((k) => k.path));
-    root = new SortOp(root, keys, Number.isFinite(limit) ? limit + state.offset : Infinity, token);
+    root = new SortOp(root, state.order.map((o): SortKey => ({ path: o.path, desc: o.desc })), Number.isFinite(limit) ? limit + state.offset : Infinity, topKToken);
   }
   if (Number.isFinite(limit) || state.offset > 0) root = new LimitOp(root, limit, state.offset);
 

@@ -2,10 +2,13 @@
 // skips the rows past it before decoding their other columns. Rows that tie with the cutoff come
 // later in input order, so they are rightly skipped; everything else must still arrive. Checked
 // against a plain-JS reference over 20,000 orders with ties, absent values, NaN and -0 in the
-// keys, on both stores, and through explain: the top-k receives a small share of the rows.
+// keys, on both stores, and through explain: the top-k receives a small share of the rows. Also
+// through inner and left joins (the scan of the queried collection applies the cutoff while the
+// join streams it), with a filter on the joined side, and under a limit that makes the join
+// partition first.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Collection, Database } from '../../src/index.js';
-import { MODES, Orders, makeOrders, openShared, valueAtPath, type Order, type OrderKey } from './helpers.js';
+import { Customers, MODES, Orders, makeCustomers, makeOrders, openShared, refJoin, valueAtPath, type Customer, type Order, type OrderKey } from './helpers.js';
 
 const ROWS = 20_000;
 
@@ -41,6 +44,7 @@ describe.each(MODES)('top-k cutoff pushed into the scan (%s)', (mode) => {
   let db: Database;
   let orders: Collection<typeof Orders>;
   let rows: Order[];
+  let customers: Customer[];
   let cleanup: () => Promise<void>;
 
   beforeAll(async () => {
@@ -50,6 +54,9 @@ describe.each(MODES)('top-k cutoff pushed into the scan (%s)', (mode) => {
     ({ db, cleanup } = await openShared(mode, { pageSize: 16384 }));
     orders = await db.register(Orders);
     await orders.insertMany(rows);
+    // Customers for userIds 0–399 of 0–499: a left join keeps a fifth of the orders without one.
+    customers = [...makeCustomers({ count: 400, seed: 72, firstId: 0 })];
+    await (await db.register(Customers)).insertMany(customers);
   }, 120_000);
   afterAll(async () => cleanup?.());
 
@@ -66,6 +73,34 @@ describe.each(MODES)('top-k cutoff pushed into the scan (%s)', (mode) => {
         const got = (await q.toArray()).map((r) => r.id);
         const label = `${total.map((k) => `${k.path} ${k.desc ? 'desc' : 'asc'}`).join(', ')} offset ${offset} limit ${limit}`;
         expect(got, label).toEqual(sorted.slice(offset, offset + limit).map((r) => r.id));
+      }
+    }
+  }, 120_000);
+
+  it('through a join: the scan of the queried collection skips rows past the cutoff, the rows are the reference ones', async () => {
+    const keys: OrderKey[] = [{ path: 'amount', desc: true }, { path: 'id', desc: false }];
+    for (const type of ['inner', 'left'] as const) {
+      for (const country of [null, 'FR']) {
+        let ref = refJoin(rows, customers, 'userId', 'id', 'customer', type) as unknown as (Order & { customer: Customer | null })[];
+        if (country) ref = ref.filter((r) => r.customer?.country === country);
+        const sorted = [...ref].sort(compareKeys(keys));
+        for (const [limit, offset] of [[10, 0], [500, 40]]) {
+          let q = orders.query().join(Customers, 'userId', 'id', { as: 'customer', type });
+          if (country) q = q.where('customer.country', '=', country);
+          q = q.orderBy('amount', 'desc').orderBy('id').offset(offset).limit(limit);
+          const label = `${type} join${country ? ` where country = ${country}` : ''} offset ${offset} limit ${limit}`;
+          const got = (await q.toArray()).map((r) => `${r.id}:${r.customer?.id ?? null}`);
+          expect(got, label).toEqual(sorted.slice(offset, offset + limit).map((r) => `${r.id}:${r.customer?.id ?? null}`));
+          // Under 64 KiB the join partitions both sides before it emits a row (the cutoff is not
+          // set while the scan runs), and the top-k spills.
+          const spilled = (await q.options({ memoryLimit: 64 * 1024 }).toArray()).map((r) => `${r.id}:${r.customer?.id ?? null}`);
+          expect(spilled, `${label} under 64 KiB`).toEqual(got);
+          if (limit === 10) {
+            const text = await q.explain({ analyze: true });
+            expect(text, label).toMatch(/TableScan: orders, .*skips rows past the top-k's cutoff/);
+            expect(Number(/TableScan: orders, .*\[rows out (\d+)/.exec(text)![1]), label).toBeLessThan(ROWS / 2);
+          }
+        }
       }
     }
   }, 120_000);
