@@ -3,7 +3,7 @@
 // fan-in). Stable: ties keep their input order (runs are merged in the order written).
 // Top-k (`limit` given) keeps only the best k rows seen so far and never sorts everything.
 import { spillIoPages, type SpillRun } from '../storage/spill-space.js';
-import { batchBytes, concatBatches, gatherBatch, unionPaths, valueAt, vectorOf, type Batch, type F64Vector, type Vector } from './batch.js';
+import { batchBytes, concatBatches, gatherBatch, sliceBatch, unionPaths, valueAt, vectorOf, type Batch, type F64Vector, type Vector } from './batch.js';
 import { compareValues } from './expr.js';
 import { run, statsOf, throwIfAborted, type ExecContext, type Operator, type RowFilter } from './operator.js';
 import { pathVector } from './paths.js';
@@ -286,9 +286,48 @@ export class SortOp implements Operator {
       // Only the best k rows of a top-k's run can reach the output, and no later row that
       // does not sort before its k-th.
       const rows = Math.min(this.limit, sorted.length);
-      cutoff.addRun(sorted.gather(rows - 1, rows), rows);
-      runs.push(await writeRun(ctx, label, { length: rows, gather: sorted.gather }, chunkRows(), pages, stats));
+      const written = await writeRun(ctx, label, { length: rows, gather: sorted.gather }, chunkRows(), pages, stats);
+      runs.push(written);
+      cutoff.addRun(written, sorted.gather(rows - 1, rows), rows);
       buffered.free();
+      if (runs.length >= fanIn()) await mergeTopKRuns(pages);
+    };
+    // A top-k whose k rows do not fit spills at every compaction. Once its runs reach the merge
+    // fan-in, the earliest of them are merged into one run of their best k rows, in their
+    // place: the disk holds about a fan-in of runs, and the k-th row of a merged run tightens the
+    // cutoff. Its inputs read a page at a time, and it merges as many runs (two at least) as
+    // leave a quarter more than their records and reads need free: a merge refused memory would
+    // fail the query.
+    const mergeTopKRuns = async (pages: number) => {
+      const perInput = chunkRows() * bytesPerRow + mergeInputIoBytes(1, ctx.spill.pageSize);
+      const m = Math.min(runs.length, Math.floor((ctx.memory.limitBytes - ctx.memory.reservedBytes) / (1.25 * perInput)));
+      if (m < 2) return;
+      const inputs = runs.slice(0, m);
+      const writer = ctx.spill.createRun(label, pages);
+      let written = 0, last: Batch | null = null;
+      try {
+        const step = chunkRows();
+        for await (const batch of mergeRuns(ctx, inputs.slice(), this.keys, label, m, step, step * bytesPerRow, 1, stats)) {
+          const take = Math.min(batch.length, this.limit - written);
+          for (let from = 0; from < take; from += step) {
+            const part = sliceBatch(batch, from, Math.min(take, from + step));
+            const bytes = encodeBatch(part);
+            await writer.append(bytes);
+            if (stats) stats.spilledBytes += bytes.byteLength;
+            last = part;
+          }
+          written += take;
+          if (written >= this.limit) break;
+        }
+        const merged = await writer.finish();
+        if (stats) stats.spillRuns++;
+        for (const r of inputs) r.drop();
+        runs.splice(0, m, merged);
+        if (last !== null) cutoff.replaceRuns(inputs, merged, sliceBatch(last, last.length - 1, last.length), written);
+      } catch (err) {
+        writer.abort();
+        throw err;
+      }
     };
     try {
       for await (const batch of run(this.input, ctx)) {
@@ -377,7 +416,7 @@ class TopKCutoff implements RowFilter {
   readonly paths: readonly string[];
   private cut: Vector[] | null = null;
   /** Spilled runs: how many rows each wrote and the keys of its last. */
-  private runs: { keys: Vector[]; rows: number }[] = [];
+  private runs: { run: object; keys: Vector[]; rows: number }[] = [];
   private held: { keys: Vector[]; rows: number } | null = null;
   private readonly cmp: ReturnType<typeof makeRowComparator>;
   /** The cut's first key when it is a plain number (compared without the general comparator). */
@@ -388,11 +427,17 @@ class TopKCutoff implements RowFilter {
     this.paths = sortKeys.map((key) => key.path);
   }
 
-  /** A run of `rows` sorted rows was written; `last` is a batch of its last row. */
-  addRun(last: Batch, rows: number): void {
-    this.runs.push({ keys: this.keysOf(last), rows });
+  /** `run` of `rows` sorted rows was written; `last` is a batch of its last row. */
+  addRun(run: object, last: Batch, rows: number): void {
+    this.runs.push({ run, keys: this.keysOf(last), rows });
     this.held = null; // the held rows are what was written
     this.update();
+  }
+
+  /** Runs `old` were merged into `run`, of `rows` rows; `last` is a batch of its last row. */
+  replaceRuns(old: readonly object[], run: object, last: Batch, rows: number): void {
+    this.runs = this.runs.filter((r) => !old.includes(r.run));
+    this.addRun(run, last, rows);
   }
 
   /** The rows held after a compaction: `rows` of them, `last` the worst. */
@@ -445,7 +490,9 @@ class TopKCutoff implements RowFilter {
     for (let i = 0; i < parts.length; i++) {
       rows += parts[i].rows;
       if (rows >= this.k) {
-        const cut = (this.cut = parts[i].keys);
+        const cut = parts[i].keys;
+        if (this.cut !== null && this.cmp(cut, 0, this.cut, 0) >= 0) return; // only ever tightened
+        this.cut = cut;
         const c0 = valueAt(cut[0], 0);
         this.cutNumber = typeof c0 === 'number' && !Number.isNaN(c0) ? c0 : null;
         // Runs ending after the cutoff can never tighten it again.
