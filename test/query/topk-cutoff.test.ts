@@ -49,7 +49,7 @@ describe.each(MODES)('top-k cutoff pushed into the scan (%s)', (mode) => {
 
   beforeAll(async () => {
     rows = [...makeOrders({ count: ROWS, seed: 71 })];
-    // NaN and -0 among the amounts (a tenth of the rows each way), ahead of and behind ordinary values.
+    // NaN and -0 among the amounts (about one row in a hundred each).
     rows.forEach((r, i) => { if (i % 97 === 5) r.amount = NaN; else if (i % 89 === 7) r.amount = -0; });
     ({ db, cleanup } = await openShared(mode, { pageSize: 16384 }));
     orders = await db.register(Orders);
