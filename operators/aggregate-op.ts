@@ -30,8 +30,8 @@ const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: t
 /**
  * Re-partitioning levels before a partition is given up as too large: enough to split the
  * groups 2^24 ways at the plan's fan-out (6 levels of 16, 24 of 2 under a budget of a few
- * pages). Every level separates distinct keys, so only a single group too large for the budget
- * (a huge countDistinct) exhausts them.
+ * pages). Every level separates distinct keys; a partition where not even one group fits
+ * (a huge countDistinct, or a budget the rest of the query fills) fails at once instead.
  */
 const maxLevels = (plan: PartitionPlan) => Math.max(6, Math.ceil(24 / Math.log2(plan.partitions)));
 const GROUP_OVERHEAD_BYTES = 96;
