@@ -2,7 +2,9 @@
 // (48 KiB memoryLimit, 16 KiB pages) over a FaultyStore, with the Nth write or read of the
 // query failing, for every N. Each run either gives the clean run's rows or fails with code IO,
 // and leaves no spill page and no snapshot behind, whichever writer or reader failed (a
-// partition writer failing as it finishes once left the writers after it holding their pages).
+// group-by's partition writer failing as it finished left the writers after it holding their
+// pages, and a join re-partitioning a partition kept the build side's new partitions when the
+// probe side's failed).
 import { beforeAll, describe, expect, it } from 'vitest';
 import { count, sum, type Database } from '../../src/index.js';
 import { expectCode } from '../query/helpers.js';
