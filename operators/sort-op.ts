@@ -303,31 +303,11 @@ export class SortOp implements Operator {
       const m = Math.min(runs.length, Math.floor((ctx.memory.limitBytes - ctx.memory.reservedBytes) / (1.25 * perInput)));
       if (m < 2) return;
       const inputs = runs.slice(0, m);
-      const writer = ctx.spill.createRun(label, pages);
-      let written = 0, last: Batch | null = null;
-      try {
-        const step = chunkRows();
-        for await (const batch of mergeRuns(ctx, inputs.slice(), this.keys, label, m, step, step * bytesPerRow, 1, stats)) {
-          const take = Math.min(batch.length, this.limit - written);
-          for (let from = 0; from < take; from += step) {
-            const part = sliceBatch(batch, from, Math.min(take, from + step));
-            const bytes = encodeBatch(part);
-            await writer.append(bytes);
-            if (stats) stats.spilledBytes += bytes.byteLength;
-            last = part;
-          }
-          written += take;
-          if (written >= this.limit) break;
-        }
-        const merged = await writer.finish();
-        if (stats) stats.spillRuns++;
-        for (const r of inputs) r.drop();
-        runs.splice(0, m, merged);
-        if (last !== null) cutoff.replaceRuns(inputs, merged, sliceBatch(last, last.length - 1, last.length), written);
-      } catch (err) {
-        writer.abort();
-        throw err;
-      }
+      const merged = await mergeToRun(ctx, inputs, this.keys, label, chunkRows(), 1, pages, stats, this.limit);
+      for (const r of inputs) r.drop();
+      runs.splice(0, m, merged.run);
+      const last = merged.last;
+      if (last !== null) cutoff.replaceRuns(inputs, merged.run, sliceBatch(last, last.length - 1, last.length), merged.rows);
     };
     try {
       for await (const batch of run(this.input, ctx)) {
@@ -503,9 +483,9 @@ class TopKCutoff implements RowFilter {
   }
 }
 
-function range(n: number, from = 0): Uint32Array {
+function range(n: number): Uint32Array {
   const r = new Uint32Array(n);
-  for (let i = 0; i < n; i++) r[i] = from + i;
+  for (let i = 0; i < n; i++) r[i] = i;
   return r;
 }
 
@@ -553,20 +533,9 @@ async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly Sor
     while (runs.length > 0) {
       const group = runs.splice(0, fanIn);
       if (group.length === 1) { merged.push(group[0]); continue; }
-      const writer = ctx.spill.createRun(label, ioPages);
       try {
-        for await (const b of mergeGroup(ctx, group, keys, mergeReadPages(ctx, group.length, chunkBytes, ioPages))) {
-          // Records of `chunk` rows, like the first runs: the next merge holds one per run in budget.
-          for (let from = 0; from < b.length; from += chunk) {
-            const bytes = encodeBatch(gatherBatch(b, range(Math.min(chunk, b.length - from), from)));
-            await writer.append(bytes);
-            if (stats) stats.spilledBytes += bytes.byteLength;
-          }
-        }
-        merged.push(await writer.finish());
-        if (stats) stats.spillRuns++;
+        merged.push((await mergeToRun(ctx, group, keys, label, chunk, mergeReadPages(ctx, group.length, chunkBytes, ioPages), ioPages, stats)).run);
       } catch (err) {
-        writer.abort();
         for (const r of merged) r.drop();
         throw err;
       } finally {
@@ -576,6 +545,36 @@ async function* mergeRuns(ctx: ExecContext, runs: SpillRun[], keys: readonly Sor
     runs.push(...merged);
   }
   yield* mergeGroup(ctx, runs, keys, mergeReadPages(ctx, runs.length, chunkBytes, ioPages));
+}
+
+/**
+ * Merges `group` into one new run, in records of `chunk` rows like the first runs (the next
+ * merge holds one per run in budget), keeping at most `maxRows` rows; with the rows kept and the
+ * last record written (null when none). The inputs are left to the caller.
+ */
+async function mergeToRun(ctx: ExecContext, group: readonly SpillRun[], keys: readonly SortKey[], label: string, chunk: number, readPages: number, ioPages: number,
+  stats: { spilledBytes: number; spillRuns: number } | undefined, maxRows = Infinity): Promise<{ run: SpillRun; rows: number; last: Batch | null }> {
+  const writer = ctx.spill.createRun(label, ioPages);
+  let rows = 0, last: Batch | null = null;
+  try {
+    for await (const b of mergeGroup(ctx, group, keys, readPages)) {
+      const take = Math.min(b.length, maxRows - rows);
+      for (let from = 0; from < take; from += chunk) {
+        last = sliceBatch(b, from, Math.min(take, from + chunk));
+        const bytes = encodeBatch(last);
+        await writer.append(bytes);
+        if (stats) stats.spilledBytes += bytes.byteLength;
+      }
+      rows += take;
+      if (rows >= maxRows) break;
+    }
+    const run = await writer.finish();
+    if (stats) stats.spillRuns++;
+    return { run, rows, last };
+  } catch (err) {
+    writer.abort();
+    throw err;
+  }
 }
 
 interface Cursor {
