@@ -340,8 +340,10 @@ export class SortOp implements Operator {
         pending.push(rows);
         pendingRows += rows.length;
         track();
-        // Top-k: once twice k rows are buffered, keep only the best k.
-        if (pendingRows >= Math.max(2 * this.limit, ctx.batchSize)) {
+        // Top-k: once twice k rows are buffered, keep only the best k. Until the first
+        // compaction sets the cutoff, at 2k rows already: over a sparse input (a selective join)
+        // a batch's worth of rows took thousands of scanned rows that the cutoff would have skipped.
+        if (pendingRows >= (cutoff.active() ? Math.max(2 * this.limit, ctx.batchSize) : 2 * this.limit)) {
           if (!this.compactTopK(pending, buffered, cutoff, (p, r) => { pending = p; pendingRows = r; })) await spillSorted();
         }
       }
