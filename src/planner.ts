@@ -163,7 +163,13 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
     if (aggregating) throw invalid(o.path, 'after aggregate(), order by a group path or an aggregate name');
     resolve(o.path);
   }
-  for (const s of state.select ?? []) resolve(s);
+  /** A join's `as` name: selecting it selects the joined row. */
+  const isJoinAlias = (path: string) => path !== '' && sides.has(path);
+  if (aggregating && state.select) {
+    for (const s of state.select) if (!outputNames!.has(s)) throw invalid(s, 'after aggregate(), select group paths or aggregate names');
+  } else {
+    for (const s of state.select ?? []) if (!isJoinAlias(s)) resolve(s);
+  }
 
   // Which top-level fields each side must decode.
   const needed = new Map<string, Set<string>>([...sides.keys()].map((k) => [k, new Set<string>()]));
@@ -175,9 +181,9 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
       for (const [, a] of aggs) if (a.path) need(a.path);
     } else {
       for (const [side, s] of sides) {
-        if (side !== '' || !state.select) for (const f of s.meta.columns) if (s.meta.fields[f]) needed.get(side)!.add(f);
+        if (!state.select || state.select.includes(side)) for (const f of s.meta.columns) if (s.meta.fields[f]) needed.get(side)!.add(f);
       }
-      for (const p of state.select ?? []) need(p);
+      for (const p of state.select ?? []) if (!isJoinAlias(p)) need(p);
       for (const o of state.order) need(o.path);
     }
   }
@@ -395,13 +401,13 @@ const BUILDER_CACHE_MAX = 256;
  * all rows one hidden class and builds them from a boilerplate. A row with an absent value
  * takes the general path, which leaves the key out as before.
  */
-function compiledRows(plan: readonly { path: string; spec: FieldSpec }[]): ToRows {
+function compiledRows(plan: readonly { path: string; key: string; spec: FieldSpec }[]): ToRows {
   const builders = new Map<string, { many: RowsBuilder; one: RowBuilder }>();
   const slow: Slow = (vectors, i) => {
     const row: Record<string, unknown> = {};
     for (let k = 0; k < plan.length; k++) {
       const v = valueAt(vectors[k], i);
-      if (v !== undefined) row[plan[k].path] = outValue(plan[k].spec, v);
+      if (v !== undefined) row[plan[k].key] = outValue(plan[k].spec, v);
     }
     return row;
   };
@@ -414,10 +420,10 @@ function compiledRows(plan: readonly { path: string; spec: FieldSpec }[]): ToRow
       const date = p.spec.kind === 'timestamp';
       if (layout[k] === 'F' || layout[k] === 'A') {
         if (layout[k] === 'A') { setup.push(`const a${k} = vs[${k}].absent;`); present.push(`a${k}[i] === 0`); }
-        fields.push(`${JSON.stringify(p.path)}: ${date ? `new Date(x${k}[i])` : `x${k}[i]`}`);
+        fields.push(`${JSON.stringify(p.key)}: ${date ? `new Date(x${k}[i])` : `x${k}[i]`}`);
       } else {
         present.push(`x${k}[i] !== undefined`);
-        fields.push(`${JSON.stringify(p.path)}: ${date ? `outValue(x${k}[i])` : `x${k}[i]`}`);
+        fields.push(`${JSON.stringify(p.key)}: ${date ? `outValue(x${k}[i])` : `x${k}[i]`}`);
       }
     });
     const row = present.length ? `${present.join(' && ')} ? { ${fields.join(', ')} } : slow(vs, i)` : `{ ${fields.join(', ')} }`;
@@ -460,32 +466,43 @@ function compiledRows(plan: readonly { path: string; spec: FieldSpec }[]): ToRow
 
 function entityRows(state: QueryState, sides: Map<string, Side>, resolve: Resolver): ToRows {
   const baseMeta = sides.get('')!.meta;
-  const fields = state.select ?? baseMeta.columns.filter((f) => baseMeta.fields[f]);
-  const plan = fields.map((path) => ({ path, spec: resolve(path).spec }));
-  const joins = state.joins.map((j) => {
-    const meta = sides.get(j.as)!.meta;
-    return { as: j.as, fields: meta.columns.filter((f) => meta.fields[f]).map((f) => ({ key: f, path: `${j.as}.${f}`, spec: meta.fields[f] })) };
-  });
-  if (joins.length === 0 && plan.every((p) => SAFE_KEY.test(p.path))) return compiledRows(plan);
+  // Each result key in order: a path's value, or a joined row (a join's `as` name).
+  const items = state.select
+    ? state.select.map((path, k) => ({ path, key: state.selectNames?.[k] ?? path, join: path !== '' && sides.has(path) }))
+    : [
+        ...baseMeta.columns.filter((f) => baseMeta.fields[f]).map((path) => ({ path, key: path, join: false })),
+        ...state.joins.map((j) => ({ path: j.as, key: j.as, join: true })),
+      ];
+  const plan = items.filter((it) => !it.join).map((it) => ({ path: it.path, key: it.key, spec: resolve(it.path).spec }));
+  if (items.every((it) => !it.join) && plan.every((p) => SAFE_KEY.test(p.key))) return compiledRows(plan);
+  const joinFields = (as: string) => {
+    const meta = sides.get(as)!.meta;
+    return meta.columns.filter((f) => meta.fields[f]).map((f) => ({ key: f, path: `${as}.${f}`, spec: meta.fields[f] }));
+  };
+  const parts = items.map((it) => (it.join ? { key: it.key, as: it.path, fields: joinFields(it.path), spec: null } : { key: it.key, as: null, fields: [], spec: resolve(it.path).spec }));
   return (b) => {
-    const vectors = plan.map((p) => pathVector(b, p.path));
-    const joinVectors = joins.map((j) => ({ marker: b.vectors.get(j.as), fields: j.fields.map((f) => ({ ...f, v: b.vectors.get(f.path) })) }));
+    const vectors = items.map((it) => (it.join ? b.vectors.get(it.path) : pathVector(b, it.path)));
+    const fieldVectors = parts.map((p) => p.fields.map((f) => b.vectors.get(f.path)));
     const rows: Record<string, unknown>[] = new Array(b.length);
     for (let i = 0; i < b.length; i++) {
       const row: Record<string, unknown> = {};
-      for (let k = 0; k < plan.length; k++) {
-        const v = valueAt(vectors[k], i);
-        if (v !== undefined) row[plan[k].path] = outValue(plan[k].spec, v);
-      }
-      joinVectors.forEach((j, n) => {
-        if (!j.marker || valueAt(j.marker, i) === undefined) { row[joins[n].as] = null; return; }
-        const sub: Record<string, unknown> = {};
-        for (const f of j.fields) {
-          const v = f.v ? valueAt(f.v, i) : undefined;
-          if (v !== undefined) sub[f.key] = outValue(f.spec, v);
+      for (let k = 0; k < parts.length; k++) {
+        const part = parts[k], v = vectors[k];
+        if (part.as === null) {
+          const x = valueAt(v!, i);
+          if (x !== undefined) row[part.key] = outValue(part.spec!, x);
+          continue;
         }
-        row[joins[n].as] = sub;
-      });
+        // The join's marker vector: absent where a left join found no row.
+        if (!v || valueAt(v, i) === undefined) { row[part.key] = null; continue; }
+        const sub: Record<string, unknown> = {};
+        part.fields.forEach((f, n) => {
+          const fv = fieldVectors[k][n];
+          const x = fv ? valueAt(fv, i) : undefined;
+          if (x !== undefined) sub[f.key] = outValue(f.spec, x);
+        });
+        row[part.key] = sub;
+      }
       rows[i] = row;
     }
     return rows;
@@ -493,16 +510,23 @@ function entityRows(state: QueryState, sides: Map<string, Side>, resolve: Resolv
 }
 
 function aggregateRows(state: QueryState, resolve: Resolver, aggs: [string, AggregateSpec][]): (b: Batch) => Record<string, unknown>[] {
-  const groups = (state.groupBy ?? []).map((path) => ({ path, spec: resolve(path).spec }));
-  const outs = aggs.map(([name, a]) => ({ name, spec: a.fn === 'min' || a.fn === 'max' ? resolve(a.path!).spec : null }));
+  const groupBy = state.groupBy ?? [];
+  // The result's keys in order: the selected ones, else the group paths and then the aggregates.
+  const names = state.select ?? [...groupBy, ...aggs.map(([name]) => name)];
+  const outs = names.map((name) => {
+    const g = groupBy.indexOf(name);
+    if (g >= 0) return { vector: name, key: state.groupNames?.[g] ?? name, spec: resolve(name).spec };
+    const a = aggs.find(([n]) => n === name)![1];
+    return { vector: name, key: name, spec: a.fn === 'min' || a.fn === 'max' ? resolve(a.path!).spec : null };
+  });
   return (b) => {
+    const vectors = outs.map((o) => b.vectors.get(o.vector)!);
     const rows: Record<string, unknown>[] = new Array(b.length);
     for (let i = 0; i < b.length; i++) {
       const row: Record<string, unknown> = {};
-      for (const g of groups) row[g.path] = outValue(g.spec, valueAt(b.vectors.get(g.path)!, i)) ?? null;
-      for (const o of outs) {
-        const v = valueAt(b.vectors.get(o.name)!, i);
-        row[o.name] = v === undefined ? null : o.spec ? outValue(o.spec, v) : v;
+      for (let k = 0; k < outs.length; k++) {
+        const o = outs[k], v = valueAt(vectors[k], i);
+        row[o.key] = v === undefined ? null : o.spec ? outValue(o.spec, v) : v;
       }
       rows[i] = row;
     }

@@ -76,8 +76,12 @@ export interface QueryState {
   readonly offset: number;
   readonly limit: number;
   readonly select: readonly string[] | null;
+  /** Result keys of the selected paths, in order, when they differ from the paths (SQL `AS`). */
+  readonly selectNames?: readonly string[] | null;
   readonly joins: readonly JoinSpec[];
   readonly groupBy: readonly string[] | null;
+  /** Result keys of the group paths, in order, when they differ from the paths (SQL `AS`). */
+  readonly groupNames?: readonly string[] | null;
   readonly aggregates: Readonly<Record<string, AggregateSpec>> | null;
   readonly options: QueryOptions;
 }
@@ -139,12 +143,13 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
   }
 
   /**
-   * Only these fields in the result; the row type narrows.
+   * Only these fields in the result; the row type narrows. A join's `as` name selects the
+   * joined row (null when a left join found none); joined rows not selected are left out.
    * @example orders.query().select('id', 'amount')
    */
   select<K extends keyof Row & string>(...fields: K[]): Query<Pick<Row, K>> {
     if (fields.length === 0) throw new ModelVaultError('VALIDATION', 'select() needs at least one field', { path: 'select' });
-    return this.with<Pick<Row, K>>({ select: fields.map(checkPath) });
+    return this.with<Pick<Row, K>>({ select: fields.map(checkPath), selectNames: null });
   }
 
   /**
@@ -174,7 +179,10 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
     } else {
       throw new ModelVaultError('VALIDATION', 'join() needs a model or a query', { path: 'join' });
     }
-    return this.with({ joins: [...this.state.joins, { right: model, rightWhere, leftPath: checkPath(leftPath), rightPath: checkPath(rightPath), as: asName, type }] }) as never;
+    // A join after select(): the row type gains the joined row, so the selection does too.
+    const select = this.state.select ? [...this.state.select, asName] : null;
+    const selectNames = this.state.selectNames ? [...this.state.selectNames, asName] : null;
+    return this.with({ select, selectNames, joins: [...this.state.joins, { right: model, rightWhere, leftPath: checkPath(leftPath), rightPath: checkPath(rightPath), as: asName, type }] }) as never;
   }
 
   /**
@@ -383,7 +391,8 @@ function aggregateOn(q: Query<any>, aggs: Record<string, AggregateSpec>): Query<
     if (!spec || typeof spec !== 'object' || typeof (spec as AggregateSpec).fn !== 'string') throw new ModelVaultError('VALIDATION', `aggregate ${name} must be count(), sum(path), avg(path), min(path), max(path) or countDistinct(path)`, { path: name });
   }
   if (q.state.order.length || q.state.limit !== Infinity || q.state.offset) throw new ModelVaultError('VALIDATION', 'orderBy/limit/offset must come after aggregate()', { path: 'aggregate' });
-  return new Query(q.host, { ...q.state, groupBy: q.state.groupBy ?? [], aggregates: aggs });
+  // A select() before aggregate() chose fields of the rows aggregated, not of the result.
+  return new Query(q.host, { ...q.state, select: null, selectNames: null, groupBy: q.state.groupBy ?? [], aggregates: aggs });
 }
 
 function count(name: string, n: number): number {

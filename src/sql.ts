@@ -122,9 +122,9 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
         else if (fn === 'count' && eatKw('DISTINCT')) agg = { fn: 'countDistinct', path: ident('a column') };
         else agg = { fn, path: ident('a column') };
         expectSym(')');
-        items.push({ agg, alias: eatKw('AS') ? ident('an alias') : undefined, pos: t.pos });
+        items.push({ agg, alias: eatKw('AS') ? resultName() : undefined, pos: t.pos });
       } else {
-        items.push({ path: ident('a column'), alias: eatKw('AS') ? ident('an alias') : undefined, pos: t.pos });
+        items.push({ path: ident('a column'), alias: eatKw('AS') ? resultName() : undefined, pos: t.pos });
       }
     } while (eatSym(','));
   }
@@ -168,7 +168,10 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
   if (eatKw('ORDER')) {
     expectKw('BY');
     do {
-      const path = stripBase(ident('a column'));
+      const name = ident('a column');
+      // A select item's alias orders by what it names.
+      const aliased = items.find((i) => i.path && i.alias === name);
+      const path = stripBase(aliased ? aliased.path! : name);
       const desc = eatKw('DESC') ? true : (eatKw('ASC'), false);
       order.push({ path, desc });
     } while (eatSym(','));
@@ -189,13 +192,21 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
       if (i.path && !(groupBy ?? []).includes(stripBase(i.path))) throw syntax(i.pos, `${i.path} must appear in GROUP BY or inside an aggregate`);
     }
     const aggs: Record<string, AggregateSpec> = {};
-    for (const i of aggItems) {
-      const spec = { ...i.agg!, path: i.agg!.path ? stripBase(i.agg!.path) : undefined };
-      aggs[i.alias ?? (spec.path ? `${spec.fn}_${spec.path.replace(/\./g, '_')}` : spec.fn)] = spec;
+    const names: string[] = [];
+    for (const i of items) {
+      if (!i.agg) { names.push(stripBase(i.path!)); continue; }
+      const spec = { ...i.agg, path: i.agg.path ? stripBase(i.agg.path) : undefined };
+      const name = i.alias ?? (spec.path ? `${spec.fn}_${spec.path.replace(/\./g, '_')}` : spec.fn);
+      aggs[name] = spec;
+      names.push(name);
     }
     q = (groupBy ? q.groupBy(...groupBy).aggregate(aggs) : q.aggregate(aggs)) as never;
+    // The result holds the selected items, in their order, under their aliases.
+    const groupNames = (groupBy ?? []).map((g) => items.find((i) => i.path && i.alias && stripBase(i.path) === g)?.alias ?? g);
+    q = new Query(host, { ...q.state, select: names, groupNames });
   } else if (!star) {
-    q = q.select(...items.map((i) => stripBase(i.path!))) as never;
+    const paths = items.map((i) => stripBase(i.path!));
+    q = new Query(host, { ...q.select(...paths).state, selectNames: items.map((i, k) => i.alias ?? paths[k]) });
   }
   for (const o of order) q = q.orderBy(o.path, o.desc ? 'desc' : 'asc');
   if (offset) q = q.offset(offset);
@@ -209,6 +220,13 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
     let spec: FieldSpec | undefined = (join ? fields[rest[0]] : fields[head]);
     for (const part of join ? rest.slice(1) : rest) spec = spec?.kind === 'object' ? spec.shape![part] : undefined;
     return spec;
+  }
+  /** A result key named by AS: any identifier but `__proto__`, which no plain object can hold. */
+  function resultName(): string {
+    const t = peek();
+    const name = ident('an alias');
+    if (name === '__proto__') throw syntax(t.pos, '__proto__ cannot name a result column');
+    return name;
   }
   function aliasAfter(): string | undefined {
     if (eatKw('AS')) return ident('an alias');

@@ -315,7 +315,7 @@ describe.each(MODES)('bounded memory: spilling operators under a 1 MiB limit (%s
       .aggregate({ n: count(), total: sum('amount'), avgQty: avg('qty'), first: min('ts'), top: max('amount'), cats: countDistinct('category') });
     expect(canonAggRows(await sqlAgg.toArray(), ['userId'])).toEqual(canonAggRows(await builderAgg.toArray(), ['userId']));
 
-    const sqlJoin = db.sql('SELECT o.id, o.userId FROM orders o JOIN tags t ON o.userId = t.userId WHERE t.label >= ? AND o.qty < ?', ['t5', 5]);
+    const sqlJoin = db.sql('SELECT o.id, o.userId, t FROM orders o JOIN tags t ON o.userId = t.userId WHERE t.label >= ? AND o.qty < ?', ['t5', 5]);
     const builderJoin = orders.query().select('id', 'userId').join(Tags, 'userId', 'userId', { as: 't' }).where('t.label', '>=', 't5').where('qty', '<', 5);
     const [a, b] = [await spilling(() => sqlJoin.toArray()), await builderJoin.toArray()];
     expect(a.length).toBeGreaterThan(1000);
