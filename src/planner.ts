@@ -108,6 +108,9 @@ function normalizeValue(path: string, spec: FieldSpec, op: CmpOp, value: unknown
 
 interface Side { readonly meta: CollectionMeta; readonly rowCount: number; readonly prefix: string }
 
+/** What count, countDistinct, avg and a number's sum hold, for having() values. */
+const AGGREGATE_NUMBER: FieldSpec = { kind: 'float', optional: true, hasDefault: false, constraints: {} };
+
 export function planQuery(state: QueryState, reader: TreeReader, opts: { countOnly: boolean; sync: boolean }): PlannedQuery {
   const base = readCollection(reader, state.model.name);
   const sides = new Map<string, Side>();
@@ -163,6 +166,23 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
     if (aggregating) throw invalid(o.path, 'after aggregate(), order by a group path or an aggregate name');
     resolve(o.path);
   }
+  // having(): conditions on the aggregate's result rows, typed by what each name holds.
+  const resultSpec = (name: string): FieldSpec => {
+    if ((state.groupBy ?? []).includes(name)) return resolve(name).spec;
+    const a = state.aggregates && Object.hasOwn(state.aggregates, name) ? state.aggregates[name] : undefined;
+    if (!a) throw invalid(name, 'having() takes group paths and aggregate names');
+    if (a.fn === 'count' || a.fn === 'countDistinct') return AGGREGATE_NUMBER;
+    const f = resolve(a.path!).spec;
+    return a.fn === 'min' || a.fn === 'max' || (a.fn === 'sum' && f.kind === 'bigint') ? f : AGGREGATE_NUMBER;
+  };
+  const normalizeHaving = (e: Expr): Expr => {
+    switch (e.kind) {
+      case 'cmp': return { kind: 'cmp', path: e.path, op: e.op, value: normalizeValue(e.path, resultSpec(e.path), e.op, e.value) };
+      case 'not': return { kind: 'not', item: normalizeHaving(e.item) };
+      default: return { kind: e.kind, items: e.items.map(normalizeHaving) };
+    }
+  };
+  const having = (state.having ?? []).flatMap((e) => splitAnd(normalizeHaving(e)));
   /** A join's `as` name: selecting it selects the joined row. */
   const isJoinAlias = (path: string) => path !== '' && sides.has(path);
   if (aggregating && state.select) {
@@ -237,7 +257,10 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
     leftEstimate = Math.max(leftEstimate, side.rowCount);
   });
   if (afterJoin.length) root = new FilterOp(root, andOf(afterJoin)!);
-  if (aggregating) root = new AggregateOp(root, state.groupBy ?? [], aggs as [string, AggregateSpec][]);
+  if (aggregating) {
+    root = new AggregateOp(root, state.groupBy ?? [], aggs as [string, AggregateSpec][]);
+    if (having.length) root = new FilterOp(root, andOf(having)!);
+  }
   const limit = state.limit;
   // count() needs no order (and decodes no order columns): a sort could not change the count.
   if (state.order.length && !access.ordered && !countOnlyRun) {

@@ -83,6 +83,8 @@ export interface QueryState {
   /** Result keys of the group paths, in order, when they differ from the paths (SQL `AS`). */
   readonly groupNames?: readonly string[] | null;
   readonly aggregates: Readonly<Record<string, AggregateSpec>> | null;
+  /** Conditions on the aggregate's result rows (group paths and aggregate names). */
+  readonly having?: readonly Expr[];
   readonly options: QueryOptions;
 }
 
@@ -112,15 +114,22 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
   where(path: string, op: CmpOp, value: unknown): Query<Row>;
   where(build: (eb: ConditionBuilder) => Condition): Query<Row>;
   where(a: string | ((eb: ConditionBuilder) => Condition), op?: CmpOp, value?: unknown): Query<Row> {
-    let cond: Condition;
-    if (typeof a === 'function') {
-      cond = a(conditionBuilder);
-      conditions([cond]);
-    } else {
-      cond = conditionBuilder(a, op as CmpOp, value);
-    }
-    if (this.state.aggregates) throw new ModelVaultError('VALIDATION', 'where() must come before groupBy()/aggregate()', { path: 'where' });
+    const cond = conditionOf(a, op, value);
+    if (this.state.aggregates) throw new ModelVaultError('VALIDATION', 'where() must come before groupBy()/aggregate(); after it, use having()', { path: 'where' });
     return this.with({ where: [...this.state.where, cond.expr] });
+  }
+
+  /**
+   * Keeps the result rows of aggregate() that match (SQL's HAVING): conditions on the group paths
+   * and aggregate names, as where() takes them; successive calls AND.
+   * @example orders.query().groupBy('category').aggregate({ n: count() }).having('n', '>', 100)
+   */
+  having(path: string, op: CmpOp, value: unknown): Query<Row>;
+  having(build: (eb: ConditionBuilder) => Condition): Query<Row>;
+  having(a: string | ((eb: ConditionBuilder) => Condition), op?: CmpOp, value?: unknown): Query<Row> {
+    const cond = conditionOf(a, op, value);
+    if (!this.state.aggregates) throw new ModelVaultError('VALIDATION', 'having() comes after aggregate(); before it, use where()', { path: 'having' });
+    return this.with({ having: [...(this.state.having ?? []), cond.expr] });
   }
 
   /**
@@ -382,6 +391,13 @@ export class GroupedQuery<Row> {
   aggregate<A extends Record<string, AggregateSpec>>(aggs: A): Query<Record<string, unknown> & { [K in keyof A]: number }> {
     return aggregateOn(this.query, aggs) as never;
   }
+}
+
+function conditionOf(a: string | ((eb: ConditionBuilder) => Condition), op?: CmpOp, value?: unknown): Condition {
+  if (typeof a !== 'function') return conditionBuilder(a, op as CmpOp, value);
+  const cond = a(conditionBuilder);
+  conditions([cond]);
+  return cond;
 }
 
 function aggregateOn(q: Query<any>, aggs: Record<string, AggregateSpec>): Query<any> {

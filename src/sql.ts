@@ -1,6 +1,6 @@
-// SQL front end: SELECT ... FROM ... [JOIN ... ON a = b] [WHERE ...] [GROUP BY ...]
-// [ORDER BY ...] [LIMIT n] [OFFSET n], values only as `?` parameters. It builds the same query
-// object as the builder, so both compile onto the same plan and operators.
+// SQL front end: SELECT [DISTINCT] ... FROM ... [JOIN ... ON a = b] [WHERE ...] [GROUP BY ...]
+// [HAVING ...] [ORDER BY ...] [LIMIT n] [OFFSET n], values only as `?` parameters. It builds the
+// same query object as the builder, so both compile onto the same plan and operators.
 import { ModelVaultError } from '../storage/errors.js';
 import type { AggregateSpec } from '../operators/aggregate-op.js';
 import type { CmpOp, Expr } from '../operators/expr.js';
@@ -72,6 +72,8 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
   const toks = tokenize(text, literals);
   let p = 0;
   let paramIndex = 0;
+  /** Parsing HAVING: operands may be aggregate calls and SELECT aliases. */
+  let havingMode = false;
   const peek = () => toks[p];
   const isKw = (kw: string, t = peek()) => t.kind === 'id' && t.text.toUpperCase() === kw;
   const eatKw = (kw: string) => { if (isKw(kw)) { p++; return true; } return false; };
@@ -107,21 +109,30 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
     throw syntax(t.pos, `expected a number or ? for ${what}`);
   };
 
+  /** An aggregate call (COUNT(*), SUM(path), COUNT(DISTINCT path), ...) if one comes next. */
+  const aggCall = (): AggregateSpec | null => {
+    const t = peek();
+    const fn = t.kind === 'id' ? AGGS[t.text.toUpperCase()] : undefined;
+    if (!fn || toks[p + 1].kind !== 'sym' || toks[p + 1].text !== '(') return null;
+    p += 2;
+    let agg: AggregateSpec;
+    if (fn === 'count' && eatSym('*')) agg = { fn: 'count' };
+    else if (fn === 'count' && eatKw('DISTINCT')) agg = { fn: 'countDistinct', path: ident('a column') };
+    else agg = { fn, path: ident('a column') };
+    expectSym(')');
+    return agg;
+  };
+
   expectKw('SELECT');
+  const distinct = eatKw('DISTINCT');
   const items: SelectItem[] = [];
   let star = false;
   if (eatSym('*')) star = true;
   else {
     do {
       const t = peek();
-      const fn = t.kind === 'id' ? AGGS[t.text.toUpperCase()] : undefined;
-      if (fn && toks[p + 1].kind === 'sym' && toks[p + 1].text === '(') {
-        p += 2;
-        let agg: AggregateSpec;
-        if (fn === 'count' && eatSym('*')) agg = { fn: 'count' };
-        else if (fn === 'count' && eatKw('DISTINCT')) agg = { fn: 'countDistinct', path: ident('a column') };
-        else agg = { fn, path: ident('a column') };
-        expectSym(')');
+      const agg = aggCall();
+      if (agg) {
         items.push({ agg, alias: eatKw('AS') ? resultName() : undefined, pos: t.pos });
       } else {
         items.push({ path: ident('a column'), alias: eatKw('AS') ? resultName() : undefined, pos: t.pos });
@@ -164,14 +175,31 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
     groupBy = [];
     do groupBy.push(stripBase(ident('a column'))); while (eatSym(','));
   }
+  // HAVING: its aggregate calls name SELECT items with the same call, or aggregates computed
+  // only for it (not returned).
+  const hiddenAggs: { name: string; agg: AggregateSpec }[] = [];
+  let having: Expr | null = null;
+  if (isKw('HAVING')) {
+    if (!groupBy && !items.some((i) => i.agg)) throw syntax(peek().pos, 'HAVING needs GROUP BY or aggregates');
+    p++;
+    havingMode = true;
+    having = orExpr(0);
+    havingMode = false;
+    if (literals) having = coerceLiterals(having, (path) => ((groupBy ?? []).includes(path) ? fieldSpec(path) : undefined));
+  }
   const order: { path: string; desc: boolean }[] = [];
   if (eatKw('ORDER')) {
     expectKw('BY');
     do {
-      const name = ident('a column');
-      // A select item's alias orders by what it names.
-      const aliased = items.find((i) => i.path && i.alias === name);
-      const path = stripBase(aliased ? aliased.path! : name);
+      let path: string;
+      if (groupBy || items.some((i) => i.agg)) {
+        path = havingOperand(); // also an aggregate call: ORDER BY COUNT(*) DESC
+      } else {
+        const name = ident('a column');
+        // A select item's alias orders by what it names.
+        const aliased = items.find((i) => i.path && i.alias === name);
+        path = stripBase(aliased ? aliased.path! : name);
+      }
       const desc = eatKw('DESC') ? true : (eatKw('ASC'), false);
       order.push({ path, desc });
     } while (eatSym(','));
@@ -186,7 +214,13 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
   for (const j of joins) q = q.join(j.model, j.left, j.right, { as: j.as, type: j.type }) as never;
   if (where) q = new Query(host, { ...q.state, where: [where] } satisfies QueryState);
   const aggItems = items.filter((i) => i.agg);
-  if (aggItems.length > 0 || groupBy) {
+  if (distinct) {
+    // SELECT DISTINCT a, b is a GROUP BY a, b that returns only the group columns.
+    if (star || aggItems.length > 0 || groupBy) throw syntax(toks[1].pos, 'SELECT DISTINCT takes plain columns, without aggregates or GROUP BY');
+    const paths = items.map((i) => stripBase(i.path!));
+    q = q.groupBy(...paths).aggregate({ [DISTINCT_COUNT]: { fn: 'count' } }) as never;
+    q = new Query(host, { ...q.state, select: paths, groupNames: items.map((i, k) => i.alias ?? paths[k]) });
+  } else if (aggItems.length > 0 || groupBy) {
     if (star) throw syntax(toks[1].pos, 'SELECT * cannot be combined with GROUP BY or aggregates');
     for (const i of items) {
       if (i.path && !(groupBy ?? []).includes(stripBase(i.path))) throw syntax(i.pos, `${i.path} must appear in GROUP BY or inside an aggregate`);
@@ -195,15 +229,15 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
     const names: string[] = [];
     for (const i of items) {
       if (!i.agg) { names.push(stripBase(i.path!)); continue; }
-      const spec = { ...i.agg, path: i.agg.path ? stripBase(i.agg.path) : undefined };
-      const name = i.alias ?? (spec.path ? `${spec.fn}_${spec.path.replace(/\./g, '_')}` : spec.fn);
-      aggs[name] = spec;
+      const name = aggName(i);
+      aggs[name] = baseAgg(i.agg);
       names.push(name);
     }
+    for (const h of hiddenAggs) aggs[h.name] = h.agg;
     q = (groupBy ? q.groupBy(...groupBy).aggregate(aggs) : q.aggregate(aggs)) as never;
     // The result holds the selected items, in their order, under their aliases.
     const groupNames = (groupBy ?? []).map((g) => items.find((i) => i.path && i.alias && stripBase(i.path) === g)?.alias ?? g);
-    q = new Query(host, { ...q.state, select: names, groupNames });
+    q = new Query(host, { ...q.state, select: names, groupNames, having: having ? [having] : [] });
   } else if (!star) {
     const paths = items.map((i) => stripBase(i.path!));
     q = new Query(host, { ...q.select(...paths).state, selectNames: items.map((i, k) => i.alias ?? paths[k]) });
@@ -220,6 +254,34 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
     let spec: FieldSpec | undefined = (join ? fields[rest[0]] : fields[head]);
     for (const part of join ? rest.slice(1) : rest) spec = spec?.kind === 'object' ? spec.shape![part] : undefined;
     return spec;
+  }
+  /** An aggregate's path without the queried collection's name or alias. */
+  function baseAgg(agg: AggregateSpec): AggregateSpec {
+    return { ...agg, path: agg.path ? stripBase(agg.path) : undefined };
+  }
+  /** The result key of an aggregate SELECT item: its alias, else fn_path (count for COUNT(*)). */
+  function aggName(i: SelectItem): string {
+    const spec = baseAgg(i.agg!);
+    return i.alias ?? (spec.path ? `${spec.fn}_${spec.path.replace(/\./g, '_')}` : spec.fn);
+  }
+  /** A HAVING or aggregate ORDER BY operand: an aggregate call, a SELECT alias, or a group column. */
+  function havingOperand(): string {
+    const agg = aggCall();
+    if (agg) {
+      const spec = baseAgg(agg);
+      const same = (a: AggregateSpec) => a.fn === spec.fn && (a.path ?? '') === (spec.path ?? '');
+      const item = items.find((i) => i.agg && same(baseAgg(i.agg)));
+      if (item) return aggName(item);
+      const hidden = hiddenAggs.find((h) => same(h.agg));
+      if (hidden) return hidden.name;
+      const name = `${HIDDEN_AGG}${hiddenAggs.length}`;
+      hiddenAggs.push({ name, agg: spec });
+      return name;
+    }
+    const name = ident('a column or an aggregate');
+    const aliased = items.find((i) => i.alias === name);
+    if (aliased) return aliased.agg ? aggName(aliased) : stripBase(aliased.path!);
+    return stripBase(name);
   }
   /** A result key named by AS: any identifier but `__proto__`, which no plain object can hold. */
   function resultName(): string {
@@ -256,7 +318,7 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
       expectSym(')');
       return e;
     }
-    const path = stripBase(ident('a column'));
+    const path = havingMode ? havingOperand() : stripBase(ident('a column'));
     const t = peek();
     if (eatKw('IS')) {
       const not = eatKw('NOT');
@@ -279,6 +341,12 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
       return { kind: 'and', items: [{ kind: 'cmp', path, op: '>=', value: lo }, { kind: 'cmp', path, op: '<=', value: hi }] };
     }
     if (eatKw('STARTSWITH')) return { kind: 'cmp', path, op: 'startsWith', value: param() };
+    const notLike = isKw('NOT') && isKw('LIKE', toks[p + 1]);
+    if (notLike) p++;
+    if (eatKw('LIKE')) {
+      const like = likePattern(param(), t.pos);
+      return notLike ? { kind: 'not', item: { kind: 'cmp', path, ...like } } : { kind: 'cmp', path, ...like };
+    }
     if (t.kind === 'sym' && ['=', '!=', '<', '<=', '>', '>='].includes(t.text)) {
       p++;
       return { kind: 'cmp', path, op: t.text as CmpOp, value: param() };
@@ -305,9 +373,27 @@ function coerceLiterals(e: Expr, specOf: (path: string) => FieldSpec | undefined
   return { ...e, value: Array.isArray(e.value) ? e.value.map(one) : one(e.value) };
 }
 
+/** The hidden count of SELECT DISTINCT, and the prefix of aggregates computed only for HAVING. */
+const DISTINCT_COUNT = 'distinct_rows__';
+const HIDDEN_AGG = 'having_agg__';
+
+/**
+ * LIKE as a comparison: 'abc%' is startsWith('abc'), a pattern without wildcards is equality.
+ * Other wildcards (% inside, _) are refused rather than matched wrongly. Case-sensitive.
+ */
+function likePattern(value: unknown, pos: number): { op: CmpOp; value: unknown } {
+  const raw = value !== null && typeof value === 'object' && 'literal' in value ? (value as { literal: unknown }).literal : value;
+  if (typeof raw !== 'string') throw new ModelVaultError('VALIDATION', 'LIKE needs a string pattern', { path: 'sql', position: pos });
+  const prefix = raw.endsWith('%') ? raw.slice(0, -1) : raw;
+  if (/[%_]/.test(prefix)) {
+    throw new ModelVaultError('VALIDATION', `LIKE supports 'prefix%' and exact patterns only, not ${JSON.stringify(raw)} (use STARTSWITH or =)`, { path: 'sql', position: pos });
+  }
+  return raw.endsWith('%') ? { op: 'startsWith', value: prefix } : { op: '=', value: prefix };
+}
+
 function withPos(err: unknown, pos: number): unknown {
   if (err instanceof ModelVaultError) return new ModelVaultError(err.code, `${err.message} (at position ${pos})`, { ...err.details, position: pos });
   return err;
 }
 
-const RESERVED = new Set(['SELECT', 'FROM', 'WHERE', 'AND', 'OR', 'NOT', 'JOIN', 'INNER', 'LEFT', 'OUTER', 'ON', 'GROUP', 'BY', 'ORDER', 'ASC', 'DESC', 'LIMIT', 'OFFSET', 'AS', 'IS', 'NULL', 'IN', 'BETWEEN', 'DISTINCT', 'STARTSWITH']);
+const RESERVED = new Set(['SELECT', 'FROM', 'WHERE', 'AND', 'OR', 'NOT', 'JOIN', 'INNER', 'LEFT', 'OUTER', 'ON', 'GROUP', 'BY', 'ORDER', 'ASC', 'DESC', 'LIMIT', 'OFFSET', 'AS', 'IS', 'NULL', 'IN', 'BETWEEN', 'DISTINCT', 'STARTSWITH', 'HAVING', 'LIKE']);
