@@ -9,6 +9,8 @@
 //             index. Rows delivered one at a time.
 //   batches   the same two ModelVault queries read through `q.batches()` instead of `for await`
 //             (primary: batches(); ratio > 1 = batches() faster than per-row for await).
+//   count     the indexed queries' count(): ModelVault count() (index entries only) vs SQLite
+//             SELECT count(*) with the same index.
 //   large     full scan of every row of the collection with cacheSize = its size / 4, peak RSS
 //             against cacheSize + 100 MiB; SQLite with the same cache_size as a peer.
 //
@@ -55,7 +57,7 @@ async function prepare(): Promise<Prepared> {
     await build();
     console.log(`${label}: ${si(N)} orders in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${(sizeOf(file) / MiB).toFixed(0)} MiB`);
   };
-  if (wanted('scan/modelvault') || wanted('indexed/modelvault') || wanted('batches') || wanted('large')) {
+  if (wanted('scan/modelvault') || wanted('indexed/modelvault') || wanted('count/modelvault') || wanted('batches') || wanted('large')) {
     out.files.mv = path.join(dir, 'orders.modelvault');
     // Built with a 1 GiB dirty-page budget: with the default one, inserting 1M rows into a
     // collection with a secondary index takes many minutes (see mvBuild).
@@ -73,7 +75,7 @@ async function prepare(): Promise<Prepared> {
       await db.close();
     }
   }
-  if (wanted(`scan/${SQLITE}`) || wanted(`indexed/${SQLITE}`) || wanted(`large/${SQLITE}`)) {
+  if (wanted(`scan/${SQLITE}`) || wanted(`indexed/${SQLITE}`) || wanted(`count/${SQLITE}`) || wanted(`large/${SQLITE}`)) {
     const S = await loadSqlite();
     if (S) {
       out.files.sqlite = path.join(dir, 'orders.sqlite');
@@ -234,6 +236,40 @@ async function indexedSqlite(): Promise<Measured> {
   }
 }
 
+// ── count: the indexed queries' count() ─────────────────────────────────────────
+
+async function countModelVault(): Promise<Measured> {
+  return withMv(CACHE_BYTES, async (orders) => {
+    const ws = windows();
+    const m = await timeReps(reps(5), 1, async () => {
+      let n = 0;
+      for (const w of ws) n += await orders.query().where('category', '=', w.category).where('ts', '>=', new Date(w.from)).where('ts', '<=', new Date(w.to)).count();
+      return { rows: n, check: `${n} rows counted` };
+    });
+    return { ...m, notes: [`${QUERIES} count() a pass, ${si(QUERIES / (median(m.samplesMs) / 1000))} counts/s; the index's bounds decide both conditions, so only index entries are counted`] };
+  });
+}
+
+async function countSqlite(): Promise<Measured> {
+  const S = await loadSqlite();
+  if (!S || !prepared().files.sqlite) throw new Error('better-sqlite3 unavailable');
+  const db = sqliteOpen(S, prepared().files.sqlite!, CACHE_BYTES);
+  try {
+    const sql = 'SELECT count(*) AS n FROM orders WHERE category = ? AND ts BETWEEN ? AND ?';
+    const stmt = db.prepare(sql);
+    const ws = windows();
+    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(ws[0].category, ws[0].from, ws[0].to) as { detail: string }[]).map((r) => r.detail).join('; ');
+    const m = await timeReps(reps(5), 1, () => {
+      let n = 0;
+      for (const w of ws) n += (stmt.get(w.category, w.from, w.to) as { n: number }).n;
+      return { rows: n, check: `${n} rows counted` };
+    });
+    return { ...m, notes: [`plan: ${plan}`] };
+  } finally {
+    db.close();
+  }
+}
+
 // ── large: a collection 4x the cache ────────────────────────────────────────────
 
 const largeCache = () => Math.max(MiB, Math.floor(prepared().collectionBytes! / 4 / MiB) * MiB);
@@ -279,6 +315,8 @@ const cases: CaseDef[] = [
   { id: `scan/${DUCKDB}`, group: 'scan', engine: DUCKDB, run: scanDuck },
   { id: 'indexed/modelvault', group: 'indexed', engine: MODELVAULT, run: () => indexedModelVault(false) },
   { id: `indexed/${SQLITE}`, group: 'indexed', engine: SQLITE, run: indexedSqlite },
+  { id: 'count/modelvault', group: 'count', engine: MODELVAULT, run: countModelVault },
+  { id: `count/${SQLITE}`, group: 'count', engine: SQLITE, run: countSqlite },
   { id: 'batches/scan', group: 'batches-scan', engine: 'modelvault batches()', run: () => scanModelVault(true) },
   { id: 'batches/indexed', group: 'batches-indexed', engine: 'modelvault batches()', run: () => indexedModelVault(true) },
   { id: 'large/modelvault', group: 'large', engine: MODELVAULT, run: largeModelVault },
@@ -292,6 +330,7 @@ await benchMain({
   groups: [
     { id: 'scan', title: `full scan of ${si(N)} orders, filter amount < ${AMOUNT_CUT} (10%), all columns, rows one by one (rows/s = rows delivered)` },
     { id: 'indexed', title: `${QUERIES} × category = ? AND ts BETWEEN ? AND ? (30 days), index on (category, ts), rows one by one (rows/s = rows delivered)` },
+    { id: 'count', title: `${QUERIES} × count() of category = ? AND ts BETWEEN ? AND ? (30 days), index on (category, ts) (rows/s = rows counted)` },
     { id: 'batches-scan', title: 'the 10% scan: batches() vs for await (ratio = batches() rows/s ÷ for-await rows/s)', primary: 'modelvault batches()', include: ['scan/modelvault'] },
     { id: 'batches-indexed', title: 'the indexed queries: batches() vs for await', primary: 'modelvault batches()', include: ['indexed/modelvault'] },
     { id: 'large', title: `full scan of all ${si(N)} orders with the cache at a quarter of the collection, rows one by one (rows/s = rows delivered)` },

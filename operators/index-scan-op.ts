@@ -258,6 +258,30 @@ export class IndexScanOp implements Operator {
 }
 
 /**
+ * The number of index entries within bounds, as batches of that many rows with no columns: what
+ * count() needs when the index bounds decide every condition (the planner checks), so no row is
+ * fetched and no cell decoded.
+ */
+export class IndexCountOp implements Operator {
+  readonly name = 'IndexCount';
+
+  constructor(readonly indexTree: string, readonly label: string, readonly bounds: KeyBounds, readonly boundsText: string) {}
+
+  children(): readonly Operator[] { return []; }
+
+  describe(): string {
+    return `${this.label}, bounds ${this.boundsText}, counts index entries without reading rows`;
+  }
+
+  async *execute(ctx: ExecContext): AsyncGenerator<Batch> {
+    for await (const slice of ctx.reader.slices(this.indexTree, this.bounds)) {
+      throwIfAborted(ctx.signal);
+      yield { length: slice.end - slice.start, vectors: new Map() };
+    }
+  }
+}
+
+/**
  * Positions 0..count-1 ordered by their keys' bytes. Keys are mostly told apart by the four
  * bytes after the prefix they all share, so (those bytes, position) packed into one number
  * sort natively without a comparator; only runs that tie there are compared byte by byte.

@@ -10,7 +10,7 @@ import { AggregateOp, type AggregateSpec } from '../operators/aggregate-op.js';
 import { valueAt, type Batch, type Vector } from '../operators/batch.js';
 import { exprPaths, exprToString, type CmpOp, type Expr } from '../operators/expr.js';
 import { FilterOp } from '../operators/filter-op.js';
-import { IndexScanOp } from '../operators/index-scan-op.js';
+import { IndexCountOp, IndexScanOp } from '../operators/index-scan-op.js';
 import { HashJoinOp } from '../operators/join-op.js';
 import { LimitOp } from '../operators/limit-op.js';
 import { explainTree, type Operator } from '../operators/operator.js';
@@ -230,7 +230,8 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   state.joins.forEach((j, n) => { for (const c of conjuncts) if (!pushable.includes(c) && joinSideOf(c) === j.as) joinWhere[n].push(c); });
   const afterJoin = conjuncts.filter((c) => !pushable.includes(c) && joinSideOf(c) === null);
   const orderable = !aggregating && state.joins.length === 0 ? state.order : [];
-  const access = chooseAccess(reader, base, pushable, orderable);
+  const countOnlyAccess = opts.countOnly && !aggregating && state.joins.length === 0;
+  const access = chooseAccess(reader, base, pushable, orderable, countOnlyAccess);
   const baseColumns = scanColumns(sides.get('')!, needed.get('')!, '');
   const baseFilter = andOf(pushable);
   // An index scan fetches its rows a chunk of keys at a time: all of the estimated range at
@@ -245,7 +246,9 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   const topKKeys = state.order.map((o) => o.path);
   const topKToken = state.order.length > 0 && Number.isFinite(state.limit) && !aggregating && !countOnlyRun && !access.ordered && !access.index
     && topKKeys.every((p) => resolve(p).side === '' && baseColumns.some((c) => c.path === p)) ? {} : null;
-  let root: Operator = access.index
+  let root: Operator = countOnlyAccess && access.index && access.exact
+    ? new IndexCountOp(access.index.tree, `${base.meta.name} via index ${access.index.name}`, access.bounds, access.boundsText)
+    : access.index
     ? new IndexScanOp(access.index.tree, base.meta.rowsTree, `${base.meta.name} via index ${access.index.name}`, access.index.fields.length, access.bounds, access.boundsText, baseColumns, baseFilter, firstChunk)
     : new TableScanOp(base.meta.rowsTree, base.meta.name, baseColumns, baseFilter, access.bounds, !limited, topKToken === null ? null : { token: topKToken, paths: topKKeys });
   let leftEstimate = access.estimate;
@@ -268,7 +271,9 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   }
   if (Number.isFinite(limit) || state.offset > 0) root = new LimitOp(root, limit, state.offset);
 
-  const constantCount = opts.countOnly && !aggregating && conjuncts.length === 0 && state.joins.length === 0 && !Number.isFinite(limit) && state.offset === 0 ? base.rowCount : null;
+  // A count known before any work: every row, or the entries an exact index's estimate counted.
+  const known = !countOnlyAccess ? null : conjuncts.length === 0 ? base.rowCount : access.exact && access.counted ? access.estimate : null;
+  const constantCount = known === null ? null : Math.min(limit, Math.max(0, known - state.offset));
   const finalRoot = root;
   return {
     root: finalRoot,
@@ -306,30 +311,58 @@ interface Access {
   /** True when rows come out in the query's order, so no sort is needed. */
   readonly ordered: boolean;
   readonly estimate: number;
+  /** An index whose bounds alone decide every condition: its entries in bounds are the rows (count() reads no row). */
+  readonly exact?: boolean;
+  /** `estimate` is the exact number of entries in bounds (the estimate's walk ended before its cap). */
+  readonly counted?: boolean;
 }
 
 /** Equality prefix and an optional range on the next field, from top-level conjuncts. */
-function keyRange(fields: readonly string[], conjuncts: readonly Expr[]): { eq: KeyPart[]; range: { lower?: [KeyPart, boolean]; upper?: [KeyPart, boolean] }; text: string[] } {
+function keyRange(fields: readonly string[], conjuncts: readonly Expr[]): {
+  eq: KeyPart[]; range: { lower?: [KeyPart, boolean]; upper?: [KeyPart, boolean] }; text: string[]; used: Set<Expr>;
+} {
   const eq: KeyPart[] = [];
   const text: string[] = [];
+  /** The conjuncts the bounds stand for (a later range conjunct on one side replaces an earlier one). */
+  const used = new Set<Expr>();
   const cmps = conjuncts.filter((c): c is Extract<Expr, { kind: 'cmp' }> => c.kind === 'cmp');
   for (const f of fields) {
     const e = cmps.find((c) => c.path === f && c.op === '=');
     if (!e) break;
     eq.push(e.value as KeyPart);
     text.push(exprToString(e));
+    used.add(e);
   }
   const range: { lower?: [KeyPart, boolean]; upper?: [KeyPart, boolean] } = {};
+  let lower: Expr | null = null, upper: Expr | null = null;
   const next = fields[eq.length];
   if (next !== undefined) {
     for (const c of cmps) {
       if (c.path !== next) continue;
       const v = c.value as KeyPart;
-      if (c.op === '>' || c.op === '>=') { range.lower = [v, c.op === '>=']; text.push(exprToString(c)); }
-      if (c.op === '<' || c.op === '<=') { range.upper = [v, c.op === '<=']; text.push(exprToString(c)); }
+      if (c.op === '>' || c.op === '>=') { range.lower = [v, c.op === '>=']; text.push(exprToString(c)); lower = c; }
+      if (c.op === '<' || c.op === '<=') { range.upper = [v, c.op === '<=']; text.push(exprToString(c)); upper = c; }
     }
   }
-  return { eq, range, text };
+  if (lower) used.add(lower);
+  if (upper) used.add(upper);
+  return { eq, range, text, used };
+}
+
+/** Field kinds whose index keys order and compare exactly as the query's conditions do. */
+const EXACT_KEY_KINDS = new Set(['int', 'float', 'timestamp', 'bigint', 'bool', 'string', 'enum']);
+
+/**
+ * Whether an index's bounds decide every conjunct: each is one the bounds stand for, on a field
+ * whose keys compare as values do. A range with no lower bound also spans the entries of absent
+ * values (their key part is null, below every value), so it is exact only on a required field.
+ */
+function boundsAreExact(conjuncts: readonly Expr[], r: ReturnType<typeof keyRange>, fields: readonly string[], specOf: (f: string) => FieldSpec | undefined): boolean {
+  if (!conjuncts.every((c) => r.used.has(c))) return false;
+  const rangeField = fields[r.eq.length];
+  const touched = [...fields.slice(0, r.eq.length), ...(r.range.lower || r.range.upper ? [rangeField] : [])];
+  if (!touched.every((f) => EXACT_KEY_KINDS.has(specOf(f)?.kind ?? ''))) return false;
+  return !(r.range.upper && !r.range.lower && specOf(rangeField)?.optional !== false);
 }
 
 /** Key bounds for an equality prefix plus a range; every entry extending the prefix is covered. */
@@ -348,7 +381,7 @@ function boundsFor(eq: KeyPart[], range: { lower?: [KeyPart, boolean]; upper?: [
   return b;
 }
 
-function chooseAccess(reader: TreeReader, base: { meta: CollectionMeta; rowCount: number }, conjuncts: readonly Expr[], order: QueryState['order']): Access {
+function chooseAccess(reader: TreeReader, base: { meta: CollectionMeta; rowCount: number }, conjuncts: readonly Expr[], order: QueryState['order'], countOnly = false): Access {
   const meta = base.meta;
   const cap = Math.max(16, Math.ceil(base.rowCount * INDEX_SELECTIVITY));
   const sameDir = order.length > 0 && order.every((o) => o.desc === order[0].desc);
@@ -376,7 +409,14 @@ function chooseAccess(reader: TreeReader, base: { meta: CollectionMeta; rowCount
     if (!bounded && !ordered) continue;
     const bounds = bounded ? boundsFor(r.eq, r.range) : {};
     const estimate = countRangeSync(reader.nodeSource, reader.treeRootSync(ix.tree), bounds, cap);
-    const candidate: Access = { index: ix, bounds: { ...bounds, reverse: ordered ? reverse : false }, boundsText: r.text.join(' AND ') || 'whole index', ordered, estimate };
+    const exact = bounded && boundsAreExact(conjuncts, r, ix.fields, (f) => meta.fields[f]);
+    const candidate: Access = { index: ix, bounds: { ...bounds, reverse: ordered ? reverse : false }, boundsText: r.text.join(' AND ') || 'whole index', ordered, estimate, exact, counted: estimate < cap };
+    // count() of conditions an index decides alone counts its entries: no row is read, however many.
+    if (countOnly && exact) {
+      if (!best.exact) best = candidate;
+      continue;
+    }
+    if (countOnly && best.exact) continue;
     const selective = estimate < cap && estimate < best.estimate;
     // An index that delivers the order is worth it when it is also selective, or when no sort is needed otherwise.
     if (selective && (ordered || !best.ordered)) best = candidate;
