@@ -12,7 +12,7 @@ import { LeafView, OverflowRef, childIndexFor, firstAtOrAfter, type BranchLike, 
 import { alignedBufferUnsafe } from '../storage/block-store.js';
 import { readOverflow, type KeyBounds, type NodeSource } from '../storage/btree.js';
 import { ModelVaultError } from '../storage/errors.js';
-import { keySuffixStart } from '../storage/keys.js';
+import { keyPart, keySuffixStart } from '../storage/keys.js';
 import type { Pager } from '../storage/pager.js';
 import { gatherBatch, sliceBatch, type Batch, type Vector } from './batch.js';
 import { compileSelector, exprToString, type Expr } from './expr.js';
@@ -278,6 +278,52 @@ export class IndexCountOp implements Operator {
       throwIfAborted(ctx.signal);
       yield { length: slice.end - slice.start, vectors: new Map() };
     }
+  }
+}
+
+/** One min() or max() read from the edge of an index range: the key part at `part`. */
+export interface IndexEdge {
+  readonly name: string;
+  readonly tree: string;
+  readonly label: string;
+  readonly bounds: KeyBounds;
+  readonly part: number;
+  readonly max: boolean;
+  /** Number-valued parts (int, timestamp) go in an f64 vector. */
+  readonly numeric: boolean;
+}
+
+/**
+ * min()/max() without groups from index edges: the first entry in bounds (the planner starts the
+ * bounds past absent values' null parts) or the last one; one result row, null where the range
+ * is empty. Reads a root-to-leaf path per aggregate instead of every row.
+ */
+export class IndexEdgesOp implements Operator {
+  readonly name = 'IndexMinMax';
+
+  constructor(readonly edges: readonly IndexEdge[]) {}
+
+  children(): readonly Operator[] { return []; }
+
+  describe(): string {
+    return this.edges.map((e) => `${e.name} = ${e.max ? 'max' : 'min'} from the ${e.max ? 'last' : 'first'} entry of ${e.label}`).join('; ');
+  }
+
+  async *execute(ctx: ExecContext): AsyncGenerator<Batch> {
+    const vectors = new Map<string, Vector>();
+    for (const e of this.edges) {
+      throwIfAborted(ctx.signal);
+      let value: unknown;
+      for await (const slice of ctx.reader.slices(e.tree, { ...e.bounds, reverse: e.max })) {
+        const part = keyPart(slice.leaf.key(e.max ? slice.end - 1 : slice.start), e.part);
+        value = part === null ? undefined : part; // a null last part: every value in range is absent
+        break;
+      }
+      vectors.set(e.name, e.numeric
+        ? { kind: 'f64', values: Float64Array.of(typeof value === 'number' ? value : 0), absent: typeof value === 'number' ? null : Uint8Array.of(1) }
+        : { kind: 'any', values: [value] });
+    }
+    yield { length: 1, vectors };
   }
 }
 

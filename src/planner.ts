@@ -10,7 +10,7 @@ import { AggregateOp, type AggregateSpec } from '../operators/aggregate-op.js';
 import { valueAt, type Batch, type Vector } from '../operators/batch.js';
 import { exprPaths, exprToString, type CmpOp, type Expr } from '../operators/expr.js';
 import { FilterOp } from '../operators/filter-op.js';
-import { IndexCountOp, IndexScanOp } from '../operators/index-scan-op.js';
+import { IndexCountOp, IndexEdgesOp, IndexScanOp, type IndexEdge } from '../operators/index-scan-op.js';
 import { HashJoinOp } from '../operators/join-op.js';
 import { LimitOp } from '../operators/limit-op.js';
 import { explainTree, type Operator } from '../operators/operator.js';
@@ -246,11 +246,16 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   const topKKeys = state.order.map((o) => o.path);
   const topKToken = state.order.length > 0 && Number.isFinite(state.limit) && !aggregating && !countOnlyRun && !access.ordered && !access.index
     && topKKeys.every((p) => resolve(p).side === '' && baseColumns.some((c) => c.path === p)) ? {} : null;
-  let root: Operator = countOnlyAccess && access.index && access.exact
+  // min()/max() without groups over fields that follow an index's decided bounds: index edges.
+  const edges = aggregating && (state.groupBy ?? []).length === 0 && state.joins.length === 0 && aggs.every(([, a]) => a.fn === 'min' || a.fn === 'max')
+    ? aggs.map(([name, a]) => indexEdgeFor(name, a, base.meta, pushable))
+    : null;
+  const edgesOp = edges !== null && edges.every((e) => e !== null) ? new IndexEdgesOp(edges as IndexEdge[]) : null;
+  let root: Operator = edgesOp ?? (countOnlyAccess && access.index && access.exact
     ? new IndexCountOp(access.index.tree, `${base.meta.name} via index ${access.index.name}`, access.bounds, access.boundsText)
     : access.index
     ? new IndexScanOp(access.index.tree, base.meta.rowsTree, `${base.meta.name} via index ${access.index.name}`, access.index.fields.length, access.bounds, access.boundsText, baseColumns, baseFilter, firstChunk)
-    : new TableScanOp(base.meta.rowsTree, base.meta.name, baseColumns, baseFilter, access.bounds, !limited, topKToken === null ? null : { token: topKToken, paths: topKKeys });
+    : new TableScanOp(base.meta.rowsTree, base.meta.name, baseColumns, baseFilter, access.bounds, !limited, topKToken === null ? null : { token: topKToken, paths: topKKeys }));
   let leftEstimate = access.estimate;
   state.joins.forEach((j, n) => {
     const side = sides.get(j.as)!;
@@ -261,7 +266,7 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   });
   if (afterJoin.length) root = new FilterOp(root, andOf(afterJoin)!);
   if (aggregating) {
-    root = new AggregateOp(root, state.groupBy ?? [], aggs as [string, AggregateSpec][]);
+    if (!edgesOp) root = new AggregateOp(root, state.groupBy ?? [], aggs as [string, AggregateSpec][]);
     if (having.length) root = new FilterOp(root, andOf(having)!);
   }
   const limit = state.limit;
@@ -347,6 +352,37 @@ function keyRange(fields: readonly string[], conjuncts: readonly Expr[]): {
   if (lower) used.add(lower);
   if (upper) used.add(upper);
   return { eq, range, text, used };
+}
+
+/** Kinds whose min()/max() a key part gives exactly (a float's -0 shares 0's key). */
+const EDGE_KINDS = new Set(['int', 'timestamp', 'bigint', 'string', 'enum']);
+
+/**
+ * min(path)/max(path) from the edge of an index's (or the primary key's) range: when `path`
+ * follows its equality prefix and its bounds decide every condition. min starts past the
+ * entries of absent values (null parts, below every value).
+ */
+function indexEdgeFor(name: string, a: AggregateSpec, meta: CollectionMeta, conjuncts: readonly Expr[]): IndexEdge | null {
+  const spec = a.path === undefined ? undefined : meta.fields[a.path];
+  if (!spec || !EDGE_KINDS.has(spec.kind) || !Object.hasOwn(meta.fields, a.path!)) return null;
+  const keys = [
+    { fields: meta.primaryKey, tree: meta.rowsTree, label: 'the primary key' },
+    ...meta.indexes.map((ix) => ({ fields: ix.fields, tree: ix.tree, label: `index ${ix.name}` })),
+  ];
+  for (const k of keys) {
+    const r = keyRange(k.fields, conjuncts);
+    if (k.fields[r.eq.length] !== a.path) continue;
+    if (!conjuncts.every((c) => r.used.has(c))) continue;
+    if (!k.fields.slice(0, r.eq.length).every((f) => EXACT_KEY_KINDS.has(meta.fields[f]?.kind ?? ''))) continue;
+    let bounds = boundsFor(r.eq, r.range);
+    if (a.fn === 'min' && !r.range.lower) {
+      const { gte: _prefix, ...rest } = bounds;
+      bounds = { ...rest, gt: Buffer.concat([encodeKey([...r.eq, null]), Buffer.from([0xff, 0xff])]) };
+    }
+    const text = r.text.length ? `, bounds ${r.text.join(' AND ')}` : '';
+    return { name, tree: k.tree, label: `${k.label}${text}`, bounds, part: r.eq.length, max: a.fn === 'max', numeric: spec.kind === 'int' || spec.kind === 'timestamp' };
+  }
+  return null;
 }
 
 /** Field kinds whose index keys order and compare exactly as the query's conditions do. */

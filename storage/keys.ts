@@ -4,7 +4,7 @@
 // 0x00 is escaped as 0x00 0xFF and a component ends with 0x00 0x01. That keeps a shorter value
 // before its extensions ('ab' < 'abc') and makes the encoding of a key prefix a byte prefix of
 // every key that extends it, which index range scans rely on.
-import { writeKey } from 'ordered-binary';
+import { readKey, writeKey } from 'ordered-binary';
 import { ModelVaultError } from './errors.js';
 
 export type KeyPart = number | bigint | string | boolean | Date | null;
@@ -92,6 +92,27 @@ export function prefixBounds(parts: readonly KeyPart[]): { gte: Buffer; lt: Buff
   const gte = encodeKey(parts);
   // Every continuation starts with a component's first byte, never 0xFF 0xFF.
   return { gte, lt: Buffer.concat([gte, Buffer.from([0xff, 0xff])]) };
+}
+
+/**
+ * Component `index` of an encoded key, decoded (null for an absent value's part; a Date's part
+ * comes back as its epoch milliseconds).
+ */
+export function keyPart(key: Uint8Array, index: number): KeyPart {
+  const start = keySuffixStart(key, index);
+  let n = 0;
+  for (let at = start; ; ) {
+    if (at + 1 >= key.byteLength) throw new ModelVaultError('CORRUPT', 'key has fewer components than asked for', { offset: -1 });
+    if (n >= raw.byteLength) throw new ModelVaultError('CORRUPT', 'key component longer than any valid one', { offset: -1 });
+    if (key[at] === 0x00) {
+      if (key[at + 1] === TERMINATOR[1]) break;
+      raw[n++] = 0x00; // an escaped 0x00 (0x00 0xFF)
+      at += 2;
+    } else {
+      raw[n++] = key[at++];
+    }
+  }
+  return readKey(raw, 0, n) as KeyPart;
 }
 
 /** Where the bytes after the first `parts` components of an encoded key start (an index key's primary key). */

@@ -1,10 +1,14 @@
-// count() of conditions that an index's bounds decide alone counts the index entries in bounds and
-// reads no row: equality on leading fields, a range on the next one (with no lower bound only on
-// a required field, since absent values sit below every value in the index), -0 = 0. Anything
-// else (another condition, an upper bound alone on an optional field) still fetches and filters.
-// Counts against a plain-JS reference on both stores; "reads no row" through the pool's counters.
+// Answers from an index alone, when its bounds decide every condition (equality on leading
+// fields, a range on the next one):
+// - count() counts the index entries in bounds and reads no row (a range with no lower bound only
+//   on a required field, since absent values sit below every value in the index; -0 = 0);
+// - min()/max() without groups, of the field after the equality prefix, read the first (past the
+//   absent values) or last entry in bounds.
+// Anything else (another condition, an upper bound alone on an optional field, a float's min)
+// still fetches or scans. Against a plain-JS reference on both stores; "reads no row" through the
+// pool's counters.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { model, t, type Collection, type Database } from '../../src/index.js';
+import { count, max, min, model, t, type Collection, type Database } from '../../src/index.js';
 import { MODES, openShared } from './helpers.js';
 
 const Events = model('events', {
@@ -12,15 +16,16 @@ const Events = model('events', {
   kind: t.string(),
   at: t.int(),
   score: t.float().optional(),
+  rank: t.int().optional(),
   body: t.string(),
 }, {
   primaryKey: 'id',
-  indexes: [{ name: 'byKindAt', fields: ['kind', 'at'] }, { name: 'byScore', fields: ['score'] }],
+  indexes: [{ name: 'byKindAt', fields: ['kind', 'at'] }, { name: 'byScore', fields: ['score'] }, { name: 'byKindRank', fields: ['kind', 'rank'] }],
 });
-type Event = { id: number; kind: string; at: number; score?: number; body: string };
+type Event = { id: number; kind: string; at: number; score?: number; rank?: number; body: string };
 
 const ROWS = 6000;
-const KINDS = ['click', 'view', 'buy', 'share'];
+const KINDS = ['click', 'view', 'buy', 'share', 'ghost']; // ghost events have no rank
 
 function makeEvents(): Event[] {
   let s = 7;
@@ -29,11 +34,12 @@ function makeEvents(): Event[] {
     const e: Event = { id, kind: KINDS[Math.floor(rnd() * KINDS.length)], at: Math.floor(rnd() * 1000), body: 'x'.repeat(200) };
     const r = rnd();
     if (r < 0.8) e.score = r < 0.05 ? -0 : r < 0.1 ? 0 : Math.round(rnd() * 100) / 10 - 2;
+    if (e.kind !== 'ghost' && rnd() < 0.7) e.rank = Math.floor(rnd() * 2000) - 1000;
     return e;
   });
 }
 
-describe.each(MODES)('count() from an index alone (%s)', (mode) => {
+describe.each(MODES)('count(), min() and max() from an index alone (%s)', (mode) => {
   let db: Database;
   let events: Collection<typeof Events>;
   let rows: Event[];
@@ -55,7 +61,7 @@ describe.each(MODES)('count() from an index alone (%s)', (mode) => {
     return after.hits + after.misses - before.hits - before.misses;
   }
 
-  type Cond = [path: 'kind' | 'at' | 'score' | 'id', op: '=' | '<' | '<=' | '>' | '>=', value: number | string];
+  type Cond = [path: 'kind' | 'at' | 'score' | 'id' | 'rank', op: '=' | '<' | '<=' | '>' | '>=', value: number | string];
   const test = (e: Event, [path, op, v]: Cond): boolean => {
     const x = e[path];
     if (x === undefined) return false;
@@ -99,6 +105,47 @@ describe.each(MODES)('count() from an index alone (%s)', (mode) => {
       // limit and offset apply to what the index counts.
       expect(await q.offset(3).limit(5).count(), label).toBe(Math.max(0, Math.min(5, want - 3)));
     }
+  });
+
+  it('min()/max() of the field after an equality prefix read the index edges, skipping absent values', async () => {
+    type Path = 'id' | 'kind' | 'at' | 'rank' | 'score';
+    const edge = (xs: readonly (number | string | undefined)[], fn: 'min' | 'max') => {
+      const present = xs.filter((x) => x !== undefined) as (number | string)[];
+      if (present.length === 0) return null;
+      return present.reduce((a, b) => ((fn === 'min' ? b < a : b > a) ? b : a));
+    };
+    const cases: { conds: Cond[]; path: Path; edges: boolean }[] = [
+      { conds: [], path: 'id', edges: true }, // the primary key
+      { conds: [], path: 'kind', edges: true },
+      { conds: [['kind', '=', 'buy']], path: 'at', edges: true },
+      { conds: [['kind', '=', 'view'], ['at', '>', 100], ['at', '<', 600]], path: 'at', edges: true },
+      { conds: [['kind', '=', 'share']], path: 'rank', edges: true }, // min skips the absent ranks
+      { conds: [['kind', '=', 'click'], ['rank', '<', 0]], path: 'rank', edges: true },
+      { conds: [['kind', '=', 'ghost']], path: 'rank', edges: true }, // every rank absent: null
+      { conds: [['kind', '=', 'nobody']], path: 'at', edges: true }, // no entries: null
+      { conds: [], path: 'score', edges: false }, // a float: -0 and 0 share a key
+      { conds: [['kind', '=', 'buy'], ['id', '<', 3000]], path: 'at', edges: false }, // id is not in the bounds
+      { conds: [], path: 'at', edges: false }, // at follows no equality prefix
+    ];
+    for (const { conds, path, edges } of cases) {
+      const label = `${path} where ${conds.map((c) => c.join(' ')).join(' AND ') || 'true'}`;
+      const matching = rows.filter((e) => conds.every((c) => test(e, c)));
+      const want = { lo: edge(matching.map((e) => e[path]), 'min'), hi: edge(matching.map((e) => e[path]), 'max') };
+      let q = events.query();
+      for (const [p, op, v] of conds) q = q.where(p, op, v);
+      const agg = q.aggregate({ lo: min(path), hi: max(path) });
+      expect(agg.explain(), label).toMatch(edges ? /^IndexMinMax: / : /HashAggregate/);
+      let got: unknown;
+      const pages = await pagesTouched(async () => { got = await agg.toArray(); });
+      expect(got, label).toEqual([want]);
+      if (edges) expect(pages, label).toBeLessThan(30);
+      else expect(pages, label).toBeGreaterThan(60);
+    }
+    // Aggregates other than min/max, and having() on the edges' row.
+    expect(await events.query().where('kind', '=', 'buy').aggregate({ hi: max('at'), n: count() }).toArray())
+      .toEqual([{ hi: Math.max(...rows.filter((e) => e.kind === 'buy').map((e) => e.at)), n: rows.filter((e) => e.kind === 'buy').length }]);
+    expect(await events.query().aggregate({ hi: max('id') }).having('hi', '>', ROWS).toArray()).toEqual([]);
+    expect(await events.query().aggregate({ hi: max('id') }).having('hi', '=', ROWS - 1).toArray()).toEqual([{ hi: ROWS - 1 }]);
   });
 
   it('stays exact through writes in a transaction and after deletes', async () => {
