@@ -112,7 +112,11 @@ export function keyPart(key: Uint8Array, index: number): KeyPart {
       raw[n++] = key[at++];
     }
   }
-  return readKey(raw, 0, n) as KeyPart;
+  try {
+    return readKey(raw, 0, n) as KeyPart;
+  } catch {
+    throw new ModelVaultError('CORRUPT', 'key component that does not decode', { offset: -1 });
+  }
 }
 
 /** Where the bytes after the first `parts` components of an encoded key start (an index key's primary key). */
