@@ -9,6 +9,8 @@
 //             index. Rows delivered one at a time.
 //   batches   the same two ModelVault queries read through `q.batches()` instead of `for await`
 //             (primary: batches(); ratio > 1 = batches() faster than per-row for await).
+//   small     2,000 one-day indexed queries with LIMIT 5: what a query costs beyond its rows
+//             (ModelVault's builder and planner vs a prepared SQLite statement).
 //   count     the indexed queries' count(): ModelVault count() (index entries only) vs SQLite
 //             SELECT count(*) with the same index.
 //   large     full scan of every row of the collection with cacheSize = its size / 4, peak RSS
@@ -57,7 +59,7 @@ async function prepare(): Promise<Prepared> {
     await build();
     console.log(`${label}: ${si(N)} orders in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${(sizeOf(file) / MiB).toFixed(0)} MiB`);
   };
-  if (wanted('scan/modelvault') || wanted('indexed/modelvault') || wanted('count/modelvault') || wanted('batches') || wanted('large')) {
+  if (wanted('scan/modelvault') || wanted('indexed/modelvault') || wanted('count/modelvault') || wanted('small/modelvault') || wanted('batches') || wanted('large')) {
     out.files.mv = path.join(dir, 'orders.modelvault');
     // Built with a 1 GiB dirty-page budget: with the default one, inserting 1M rows into a
     // collection with a secondary index takes many minutes (see mvBuild).
@@ -75,7 +77,7 @@ async function prepare(): Promise<Prepared> {
       await db.close();
     }
   }
-  if (wanted(`scan/${SQLITE}`) || wanted(`indexed/${SQLITE}`) || wanted(`count/${SQLITE}`) || wanted(`large/${SQLITE}`)) {
+  if (wanted(`scan/${SQLITE}`) || wanted(`indexed/${SQLITE}`) || wanted(`count/${SQLITE}`) || wanted(`small/${SQLITE}`) || wanted(`large/${SQLITE}`)) {
     const S = await loadSqlite();
     if (S) {
       out.files.sqlite = path.join(dir, 'orders.sqlite');
@@ -270,6 +272,51 @@ async function countSqlite(): Promise<Measured> {
   }
 }
 
+// ── small: many short indexed queries (per-query overhead) ──────────────────────
+
+const SMALL_QUERIES = 2000;
+/** One-day windows: a handful of rows each, of which the query takes the first 5. */
+function smallWindows(): { category: string; from: number; to: number }[] {
+  const r = rng(78);
+  return Array.from({ length: SMALL_QUERIES }, (_, k) => {
+    const from = T0 + Math.floor(r() * (YEAR_MS - 86_400_000) / 1000) * 1000;
+    return { category: CATEGORIES[k % CATEGORIES.length], from, to: from + 86_400_000 };
+  });
+}
+
+async function smallModelVault(): Promise<Measured> {
+  return withMv(CACHE_BYTES, async (orders) => {
+    const ws = smallWindows();
+    const m = await timeReps(reps(5), 1, async () => {
+      let n = 0, ids = 0;
+      for (const w of ws) {
+        const rows = await orders.query().where('category', '=', w.category).where('ts', '>=', new Date(w.from)).where('ts', '<=', new Date(w.to)).limit(5).toArray();
+        for (const r of rows) { n++; ids += r.id; }
+      }
+      return { rows: n, check: `${n} rows, id sum ${ids}` };
+    });
+    return { ...m, notes: [`${SMALL_QUERIES} queries a pass, ${(1e3 * median(m.samplesMs) / SMALL_QUERIES).toFixed(1)} µs a query (build, plan, run, rows to JS)`] };
+  });
+}
+
+async function smallSqlite(): Promise<Measured> {
+  const S = await loadSqlite();
+  if (!S || !prepared().files.sqlite) throw new Error('better-sqlite3 unavailable');
+  const db = sqliteOpen(S, prepared().files.sqlite!, CACHE_BYTES);
+  try {
+    const stmt = db.prepare('SELECT * FROM orders WHERE category = ? AND ts BETWEEN ? AND ? LIMIT 5');
+    const ws = smallWindows();
+    const m = await timeReps(reps(5), 1, () => {
+      let n = 0, ids = 0;
+      for (const w of ws) for (const r of stmt.all(w.category, w.from, w.to) as { id: number }[]) { n++; ids += r.id; }
+      return { rows: n, check: `${n} rows, id sum ${ids}` };
+    });
+    return { ...m, notes: [`one prepared statement, .all() per query: ${(1e3 * median(m.samplesMs) / SMALL_QUERIES).toFixed(1)} µs a query`] };
+  } finally {
+    db.close();
+  }
+}
+
 // ── large: a collection 4x the cache ────────────────────────────────────────────
 
 const largeCache = () => Math.max(MiB, Math.floor(prepared().collectionBytes! / 4 / MiB) * MiB);
@@ -315,6 +362,8 @@ const cases: CaseDef[] = [
   { id: `scan/${DUCKDB}`, group: 'scan', engine: DUCKDB, run: scanDuck },
   { id: 'indexed/modelvault', group: 'indexed', engine: MODELVAULT, run: () => indexedModelVault(false) },
   { id: `indexed/${SQLITE}`, group: 'indexed', engine: SQLITE, run: indexedSqlite },
+  { id: 'small/modelvault', group: 'small', engine: MODELVAULT, run: smallModelVault },
+  { id: `small/${SQLITE}`, group: 'small', engine: SQLITE, run: smallSqlite },
   { id: 'count/modelvault', group: 'count', engine: MODELVAULT, run: countModelVault },
   { id: `count/${SQLITE}`, group: 'count', engine: SQLITE, run: countSqlite },
   { id: 'batches/scan', group: 'batches-scan', engine: 'modelvault batches()', run: () => scanModelVault(true) },
@@ -330,6 +379,7 @@ await benchMain({
   groups: [
     { id: 'scan', title: `full scan of ${si(N)} orders, filter amount < ${AMOUNT_CUT} (10%), all columns, rows one by one (rows/s = rows delivered)` },
     { id: 'indexed', title: `${QUERIES} × category = ? AND ts BETWEEN ? AND ? (30 days), index on (category, ts), rows one by one (rows/s = rows delivered)` },
+    { id: 'small', title: `${SMALL_QUERIES} × category = ? AND ts BETWEEN ? AND ? (one day) LIMIT 5, rows to JS: per-query overhead (rows/s = rows delivered)` },
     { id: 'count', title: `${QUERIES} × count() of category = ? AND ts BETWEEN ? AND ? (30 days), index on (category, ts) (rows/s = rows counted)` },
     { id: 'batches-scan', title: 'the 10% scan: batches() vs for await (ratio = batches() rows/s ÷ for-await rows/s)', primary: 'modelvault batches()', include: ['scan/modelvault'] },
     { id: 'batches-indexed', title: 'the indexed queries: batches() vs for await', primary: 'modelvault batches()', include: ['indexed/modelvault'] },

@@ -61,9 +61,10 @@ export class IndexScanOp implements Operator {
     const selector = this.residual ? compileSelector(this.residual) : null;
     const direction = sweepDirection.get(src.pager) ?? { descending: false };
     sweepDirection.set(src.pager, direction);
-    // Primary keys of the current chunk, back to back in one buffer.
-    let keyBytes = Buffer.allocUnsafe(64 * 1024);
-    let keyEnds = new Uint32Array(1024);
+    // Primary keys of the current chunk, back to back in one buffer; both grow as chunks do
+    // (a small query's few keys fit Node's shared pool instead of a fresh 64 KiB allocation).
+    let keyBytes = Buffer.allocUnsafe(2048);
+    let keyEnds = new Uint32Array(64);
     let n = 0;
     let want = Math.max(1, Math.min(MAX_CHUNK, Math.floor(this.firstChunk)));
     const self = this;

@@ -43,7 +43,25 @@ function readCollection(reader: TreeReader, name: string): { meta: CollectionMet
   if (!bytes) throw unknownCollection(name);
   const countBytes = reader.getMetaSync(rowCountName(name));
   const rowCount = countBytes && countBytes.byteLength === 8 ? Buffer.from(countBytes.buffer, countBytes.byteOffset, 8).readDoubleLE(0) : 0;
-  return { meta: decodeMeta(bytes, name), rowCount };
+  return { meta: decodedMeta(bytes, name), rowCount };
+}
+
+/**
+ * Collection metadata by its stored bytes: every query plans from it, and decoding it each time
+ * was a tenth of a small indexed query. Keyed by content, so a changed schema is decoded afresh.
+ */
+const metaCache = new Map<string, CollectionMeta>();
+const META_CACHE_MAX = 64;
+
+function decodedMeta(bytes: Uint8Array, name: string): CollectionMeta {
+  const key = `${name}\u0000${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')}`;
+  let meta = metaCache.get(key);
+  if (!meta) {
+    meta = decodeMeta(bytes, name);
+    if (metaCache.size >= META_CACHE_MAX) metaCache.clear();
+    metaCache.set(key, meta);
+  }
+  return meta;
 }
 
 function invalid(path: string, message: string): ModelVaultError {
@@ -237,7 +255,10 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   // An index scan fetches its rows a chunk of keys at a time: all of the estimated range at
   // once unless a limit right above it may stop the query after a few rows.
   const limited = Number.isFinite(state.limit) && !aggregating && state.joins.length === 0 && (state.order.length === 0 || access.ordered);
-  const firstChunk = limited ? Math.max(16, state.limit + state.offset) : Math.max(16, access.estimate);
+  // Bounds that decide every condition leave no residual filter: the first chunk can be the
+  // rows the limit needs; otherwise a few more, as the filter may drop some.
+  const decided = access.index !== null && access.exact === true;
+  const firstChunk = limited ? Math.max(decided ? 1 : 16, state.limit + state.offset) : Math.max(16, access.estimate);
   // A top-k whose keys are columns of the queried collection hands its cutoff to that
   // collection's scan, which skips the rows past it before decoding their other columns. Through
   // joins too: a row's joined rows carry its keys, and a join that streams its probe side emits
@@ -254,7 +275,7 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   let root: Operator = edgesOp ?? (countOnlyAccess && access.index && access.exact
     ? new IndexCountOp(access.index.tree, `${base.meta.name} via index ${access.index.name}`, access.bounds, access.boundsText)
     : access.index
-    ? new IndexScanOp(access.index.tree, base.meta.rowsTree, `${base.meta.name} via index ${access.index.name}`, access.index.fields.length, access.bounds, access.boundsText, baseColumns, baseFilter, firstChunk)
+    ? new IndexScanOp(access.index.tree, base.meta.rowsTree, `${base.meta.name} via index ${access.index.name}`, access.index.fields.length, access.bounds, access.boundsText, baseColumns, decided ? null : baseFilter, firstChunk)
     : new TableScanOp(base.meta.rowsTree, base.meta.name, baseColumns, baseFilter, access.bounds, !limited, topKToken === null ? null : { token: topKToken, paths: topKKeys }));
   let leftEstimate = access.estimate;
   state.joins.forEach((j, n) => {
@@ -486,8 +507,8 @@ function rowBuilders(toRows: ToRows): Pick<PlannedQuery, 'toRows' | 'rowAt'> {
 const toDate = (v: unknown) => (typeof v === 'number' ? new Date(v) : v);
 
 /**
- * Generated row builders by their source text, shared by every query with the same result
- * schema and vector layout: a query reuses functions V8 has already optimised instead of
+ * Generated row builders by their result keys, timestamp keys and vector layout (what their
+ * source is made of), shared by every query with the same result schema and vector layout: a query reuses functions V8 has already optimised instead of
  * compiling and warming up new ones (100 short queries would each run cold otherwise).
  * Bounded: a new schema past the bound simply compiles its own.
  */
@@ -510,7 +531,12 @@ function compiledRows(plan: readonly { path: string; key: string; spec: FieldSpe
     }
     return row;
   };
+  // What the generated source depends on: the keys, which are timestamps, and the layout.
+  const signature = plan.map((p) => `${p.spec.kind === 'timestamp' ? 'D' : '-'}${p.key}`).join('\u0000');
   const generate = (layout: string): { many: RowsBuilder; one: RowBuilder } => {
+    const key = `${layout}\u0000${signature}`;
+    const cached = builderCache.get(key);
+    if (cached) return cached;
     const setup: string[] = [];
     const present: string[] = [];
     const fields: string[] = [];
@@ -532,15 +558,11 @@ function compiledRows(plan: readonly { path: string; key: string; spec: FieldSpe
       return rows;`;
     const one = `${setup.join('\n')}
       return ${row};`;
-    const key = `${many}\u0000${one}`;
-    let made = builderCache.get(key);
-    if (!made) {
-      made = {
-        many: new Function('outValue', `return function buildRows(vs, n, slow) {\n${many}\n};`)(toDate) as RowsBuilder,
-        one: new Function('outValue', `return function buildRow(vs, i, slow) {\n${one}\n};`)(toDate) as RowBuilder,
-      };
-      if (builderCache.size < BUILDER_CACHE_MAX) builderCache.set(key, made);
-    }
+    const made = {
+      many: new Function('outValue', `return function buildRows(vs, n, slow) {\n${many}\n};`)(toDate) as RowsBuilder,
+      one: new Function('outValue', `return function buildRow(vs, i, slow) {\n${one}\n};`)(toDate) as RowBuilder,
+    };
+    if (builderCache.size < BUILDER_CACHE_MAX) builderCache.set(key, made);
     return made;
   };
   const builderFor = (b: Batch) => {
