@@ -375,8 +375,11 @@ function keyRange(fields: readonly string[], conjuncts: readonly Expr[]): {
   return { eq, range, text, used };
 }
 
-/** Kinds whose min()/max() a key part gives exactly (a float's -0 shares 0's key). */
-const EDGE_KINDS = new Set(['int', 'timestamp', 'bigint', 'string', 'enum']);
+/**
+ * Kinds whose values a key part gives back exactly: not floats (-0 shares 0's key) nor bigints
+ * (ordered-binary decodes a small one as a number).
+ */
+const EDGE_KINDS = new Set(['int', 'timestamp', 'string', 'enum']);
 
 /**
  * min(path)/max(path) from the edge of an index's (or the primary key's) range: when `path`

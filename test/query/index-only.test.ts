@@ -17,12 +17,13 @@ const Events = model('events', {
   at: t.int(),
   score: t.float().optional(),
   rank: t.int().optional(),
+  seq: t.bigint(),
   body: t.string(),
 }, {
   primaryKey: 'id',
-  indexes: [{ name: 'byKindAt', fields: ['kind', 'at'] }, { name: 'byScore', fields: ['score'] }, { name: 'byKindRank', fields: ['kind', 'rank'] }],
+  indexes: [{ name: 'byKindAt', fields: ['kind', 'at'] }, { name: 'byScore', fields: ['score'] }, { name: 'byKindRank', fields: ['kind', 'rank'] }, { name: 'bySeq', fields: ['seq'] }],
 });
-type Event = { id: number; kind: string; at: number; score?: number; rank?: number; body: string };
+type Event = { id: number; kind: string; at: number; score?: number; rank?: number; seq: bigint; body: string };
 
 const ROWS = 6000;
 const KINDS = ['click', 'view', 'buy', 'share', 'ghost']; // ghost events have no rank
@@ -31,7 +32,7 @@ function makeEvents(): Event[] {
   let s = 7;
   const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
   return Array.from({ length: ROWS }, (_, id) => {
-    const e: Event = { id, kind: KINDS[Math.floor(rnd() * KINDS.length)], at: Math.floor(rnd() * 1000), body: 'x'.repeat(200) };
+    const e: Event = { id, kind: KINDS[Math.floor(rnd() * KINDS.length)], at: Math.floor(rnd() * 1000), seq: BigInt(id) * 3n - 7000n, body: 'x'.repeat(200) };
     const r = rnd();
     if (r < 0.8) e.score = r < 0.05 ? -0 : r < 0.1 ? 0 : Math.round(rnd() * 100) / 10 - 2;
     if (e.kind !== 'ghost' && rnd() < 0.7) e.rank = Math.floor(rnd() * 2000) - 1000;
@@ -110,9 +111,9 @@ describe.each(MODES)('count(), min() and max() from an index alone (%s)', (mode)
   });
 
   it('min()/max() of the field after an equality prefix read the index edges, skipping absent values', async () => {
-    type Path = 'id' | 'kind' | 'at' | 'rank' | 'score';
-    const edge = (xs: readonly (number | string | undefined)[], fn: 'min' | 'max') => {
-      const present = xs.filter((x) => x !== undefined) as (number | string)[];
+    type Path = 'id' | 'kind' | 'at' | 'rank' | 'score' | 'seq';
+    const edge = (xs: readonly (number | string | bigint | undefined)[], fn: 'min' | 'max') => {
+      const present = xs.filter((x) => x !== undefined) as (number | string | bigint)[];
       if (present.length === 0) return null;
       return present.reduce((a, b) => ((fn === 'min' ? b < a : b > a) ? b : a));
     };
@@ -126,6 +127,7 @@ describe.each(MODES)('count(), min() and max() from an index alone (%s)', (mode)
       { conds: [['kind', '=', 'ghost']], path: 'rank', edges: true }, // every rank absent: null
       { conds: [['kind', '=', 'nobody']], path: 'at', edges: true }, // no entries: null
       { conds: [], path: 'score', edges: false }, // a float: -0 and 0 share a key
+      { conds: [], path: 'seq', edges: false }, // a bigint: its key part decodes as a number
       { conds: [['kind', '=', 'buy'], ['id', '<', 3000]], path: 'at', edges: false }, // id is not in the bounds
       { conds: [], path: 'at', edges: false }, // at follows no equality prefix
     ];
@@ -155,9 +157,9 @@ describe.each(MODES)('count(), min() and max() from an index alone (%s)', (mode)
     const before = rows.filter((e) => e.kind === 'share' && e.at >= 500).length;
     await db.transaction(async (tx) => {
       const ev = tx.collection(Events);
-      await ev.insert({ id: ROWS, kind: 'share', at: 999, body: '' });
+      await ev.insert({ id: ROWS, kind: 'share', at: 999, seq: 0n, body: '' });
       await ev.delete(rows.find((e) => e.kind === 'share' && e.at >= 500)!.id);
-      await ev.insert({ id: ROWS + 1, kind: 'share', at: 10, body: '' });
+      await ev.insert({ id: ROWS + 1, kind: 'share', at: 10, seq: 1n, body: '' });
       expect(await ev.query().where('kind', '=', 'share').where('at', '>=', 500).count()).toBe(before);
     });
     expect(await q().count()).toBe(before);
