@@ -12,7 +12,7 @@ import { LeafView, OverflowRef, childIndexFor, firstAtOrAfter, type BranchLike, 
 import { alignedBufferUnsafe } from '../storage/block-store.js';
 import { readOverflow, type KeyBounds, type NodeSource } from '../storage/btree.js';
 import { ModelVaultError } from '../storage/errors.js';
-import { keyPart, keySuffixStart } from '../storage/keys.js';
+import { decodeKey, keyPart, keySuffixStart } from '../storage/keys.js';
 import type { Pager } from '../storage/pager.js';
 import { gatherBatch, sliceBatch, type Batch, type Vector } from './batch.js';
 import { compileSelector, exprToString, type Expr } from './expr.js';
@@ -278,6 +278,75 @@ export class IndexCountOp implements Operator {
     for await (const slice of ctx.reader.slices(this.indexTree, this.bounds)) {
       throwIfAborted(ctx.signal);
       yield { length: slice.end - slice.start, vectors: new Map() };
+    }
+  }
+}
+
+/** A column an index-only scan reads from the index keys: the key part at `part`. */
+export interface KeyColumn {
+  readonly path: string;
+  readonly part: number;
+  /** Number-valued parts (int, timestamp) go in an f64 vector. */
+  readonly numeric: boolean;
+}
+
+/**
+ * An index scan whose columns are all parts of the index keys (the index fields, then the
+ * primary key): the rows come from the index entries in bounds, decoded from the keys, with no
+ * fetch from the rows tree. A residual filter, when the bounds do not decide every condition,
+ * runs on the decoded columns.
+ */
+export class IndexOnlyScanOp implements Operator {
+  readonly name = 'IndexOnlyScan';
+
+  constructor(
+    readonly indexTree: string,
+    readonly label: string,
+    readonly bounds: KeyBounds,
+    readonly boundsText: string,
+    readonly columns: readonly KeyColumn[],
+    readonly residual: Expr | null,
+  ) {}
+
+  children(): readonly Operator[] { return []; }
+
+  describe(): string {
+    const parts = [this.label, `bounds ${this.boundsText}`, `columns (${this.columns.map((c) => c.path).join(', ')}) from the index keys`];
+    if (this.bounds.reverse) parts.push('reverse');
+    if (this.residual) parts.push(`residual filter: ${exprToString(this.residual)}`);
+    return parts.join(', ');
+  }
+
+  async *execute(ctx: ExecContext): AsyncGenerator<Batch> {
+    const selector = this.residual ? compileSelector(this.residual) : null;
+    const reverse = this.bounds.reverse ?? false;
+    for await (const slice of ctx.reader.slices(this.indexTree, this.bounds)) {
+      throwIfAborted(ctx.signal);
+      const n = slice.end - slice.start;
+      const f64 = this.columns.map((c) => (c.numeric ? new Float64Array(n) : null));
+      const any = this.columns.map((c) => (c.numeric ? null : new Array<unknown>(n)));
+      const absent: (Uint8Array | null)[] = this.columns.map(() => null);
+      for (let k = 0; k < n; k++) {
+        const parts = decodeKey(slice.leaf.key(reverse ? slice.end - 1 - k : slice.start + k));
+        for (let c = 0; c < this.columns.length; c++) {
+          const v = parts[this.columns[c].part];
+          if (f64[c] !== null) {
+            if (typeof v === 'number') f64[c]![k] = v;
+            else (absent[c] ??= new Uint8Array(n))[k] = 1;
+          } else {
+            any[c]![k] = v === null ? undefined : v;
+          }
+        }
+      }
+      const vectors = new Map<string, Vector>();
+      this.columns.forEach((col, c) => vectors.set(col.path, f64[c] !== null ? { kind: 'f64', values: f64[c]!, absent: absent[c] } : { kind: 'any', values: any[c]! }));
+      let batch: Batch = { length: n, vectors };
+      if (selector) {
+        const sel = new Uint32Array(n);
+        const kept = selector(batch, sel, -1);
+        if (kept < n) batch = gatherBatch(batch, sel, kept);
+      }
+      if (batch.length > 0) yield batch;
     }
   }
 }

@@ -10,7 +10,7 @@ import { AggregateOp, type AggregateSpec } from '../operators/aggregate-op.js';
 import { valueAt, type Batch, type Vector } from '../operators/batch.js';
 import { exprPaths, exprToString, type CmpOp, type Expr } from '../operators/expr.js';
 import { FilterOp } from '../operators/filter-op.js';
-import { IndexCountOp, IndexEdgesOp, IndexScanOp, type IndexEdge } from '../operators/index-scan-op.js';
+import { IndexCountOp, IndexEdgesOp, IndexOnlyScanOp, IndexScanOp, type IndexEdge, type KeyColumn } from '../operators/index-scan-op.js';
 import { HashJoinOp } from '../operators/join-op.js';
 import { LimitOp } from '../operators/limit-op.js';
 import { explainTree, type Operator } from '../operators/operator.js';
@@ -272,8 +272,12 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
     ? aggs.map(([name, a]) => indexEdgeFor(name, a, base.meta, pushable))
     : null;
   const edgesOp = edges !== null && edges.every((e) => e !== null) ? new IndexEdgesOp(edges as IndexEdge[]) : null;
+  // An index whose keys hold every column the query reads serves the rows without fetches.
+  const keyColumns = access.index ? indexKeyColumns(access.index.fields, base.meta, baseColumns) : null;
   let root: Operator = edgesOp ?? (countOnlyAccess && access.index && access.exact
     ? new IndexCountOp(access.index.tree, `${base.meta.name} via index ${access.index.name}`, access.bounds, access.boundsText)
+    : access.index && keyColumns
+    ? new IndexOnlyScanOp(access.index.tree, `${base.meta.name} via index ${access.index.name}`, access.bounds, access.boundsText, keyColumns, decided ? null : baseFilter)
     : access.index
     ? new IndexScanOp(access.index.tree, base.meta.rowsTree, `${base.meta.name} via index ${access.index.name}`, access.index.fields.length, access.bounds, access.boundsText, baseColumns, decided ? null : baseFilter, firstChunk)
     : new TableScanOp(base.meta.rowsTree, base.meta.name, baseColumns, baseFilter, access.bounds, !limited, topKToken === null ? null : { token: topKToken, paths: topKKeys }));
@@ -407,6 +411,23 @@ function indexEdgeFor(name: string, a: AggregateSpec, meta: CollectionMeta, conj
     return { name, tree: k.tree, label: `${k.label}${text}`, bounds, part: r.eq.length, max: a.fn === 'max', numeric: spec.kind === 'int' || spec.kind === 'timestamp' };
   }
   return null;
+}
+
+/**
+ * The columns of an index-only scan: each of `columns` as a part of the index keys (the index
+ * fields, then the primary key), or null when one is not there or its kind does not decode
+ * exactly from a key part (see EDGE_KINDS; booleans do too).
+ */
+function indexKeyColumns(fields: readonly string[], meta: CollectionMeta, columns: readonly ScanColumn[]): KeyColumn[] | null {
+  const keyFields = [...fields, ...meta.primaryKey];
+  const out: KeyColumn[] = [];
+  for (const c of columns) {
+    const part = keyFields.indexOf(c.path);
+    const kind = Object.hasOwn(meta.fields, c.path) ? meta.fields[c.path].kind : '';
+    if (part < 0 || !(EDGE_KINDS.has(kind) || kind === 'bool')) return null;
+    out.push({ path: c.path, part, numeric: kind === 'int' || kind === 'timestamp' });
+  }
+  return out;
 }
 
 /** Field kinds whose index keys order and compare exactly as the query's conditions do. */

@@ -94,6 +94,40 @@ export function prefixBounds(parts: readonly KeyPart[]): { gte: Buffer; lt: Buff
   return { gte, lt: Buffer.concat([gte, Buffer.from([0xff, 0xff])]) };
 }
 
+/** Every component of an encoded key, decoded (null for absent values; Dates as epoch ms). */
+export function decodeKey(key: Uint8Array): KeyPart[] {
+  const parts: KeyPart[] = [];
+  let n = 0;
+  for (let at = 0; at < key.byteLength; ) {
+    if (key[at] === 0x00) {
+      if (at + 1 >= key.byteLength) throw new ModelVaultError('CORRUPT', 'key ends inside a component', { offset: -1 });
+      if (key[at + 1] === TERMINATOR[1]) {
+        parts.push(readPart(n));
+        n = 0;
+        at += 2;
+        continue;
+      }
+      if (n >= raw.byteLength) throw new ModelVaultError('CORRUPT', 'key component longer than any valid one', { offset: -1 });
+      raw[n++] = 0x00; // an escaped 0x00 (0x00 0xFF)
+      at += 2;
+    } else {
+      if (n >= raw.byteLength) throw new ModelVaultError('CORRUPT', 'key component longer than any valid one', { offset: -1 });
+      raw[n++] = key[at++];
+    }
+  }
+  if (n > 0) throw new ModelVaultError('CORRUPT', 'key ends inside a component', { offset: -1 });
+  return parts;
+}
+
+/** The ordered-binary value of the first `n` bytes of `raw`. */
+function readPart(n: number): KeyPart {
+  try {
+    return readKey(raw, 0, n) as KeyPart;
+  } catch {
+    throw new ModelVaultError('CORRUPT', 'key component that does not decode', { offset: -1 });
+  }
+}
+
 /**
  * Component `index` of an encoded key, decoded (null for an absent value's part; a Date's part
  * comes back as its epoch milliseconds).
@@ -112,11 +146,7 @@ export function keyPart(key: Uint8Array, index: number): KeyPart {
       raw[n++] = key[at++];
     }
   }
-  try {
-    return readKey(raw, 0, n) as KeyPart;
-  } catch {
-    throw new ModelVaultError('CORRUPT', 'key component that does not decode', { offset: -1 });
-  }
+  return readPart(n);
 }
 
 /** Where the bytes after the first `parts` components of an encoded key start (an index key's primary key). */
