@@ -9,6 +9,8 @@
 //             index. Rows delivered one at a time.
 //   batches   the same two ModelVault queries read through `q.batches()` instead of `for await`
 //             (primary: batches(); ratio > 1 = batches() faster than per-row for await).
+//   covered   the indexed queries selecting only id and ts, which the index keys hold: ModelVault
+//             IndexOnlyScan vs SQLite's covering index.
 //   small     2,000 one-day indexed queries with LIMIT 5: what a query costs beyond its rows
 //             (ModelVault's builder and planner vs a prepared SQLite statement).
 //   count     the indexed queries' count(): ModelVault count() (index entries only) vs SQLite
@@ -59,7 +61,7 @@ async function prepare(): Promise<Prepared> {
     await build();
     console.log(`${label}: ${si(N)} orders in ${((performance.now() - t0) / 1000).toFixed(1)} s, ${(sizeOf(file) / MiB).toFixed(0)} MiB`);
   };
-  if (wanted('scan/modelvault') || wanted('indexed/modelvault') || wanted('count/modelvault') || wanted('small/modelvault') || wanted('batches') || wanted('large')) {
+  if (wanted('scan/modelvault') || wanted('indexed/modelvault') || wanted('count/modelvault') || wanted('small/modelvault') || wanted('covered/modelvault') || wanted('batches') || wanted('large')) {
     out.files.mv = path.join(dir, 'orders.modelvault');
     // Built with a 1 GiB dirty-page budget: with the default one, inserting 1M rows into a
     // collection with a secondary index takes many minutes (see mvBuild).
@@ -77,7 +79,7 @@ async function prepare(): Promise<Prepared> {
       await db.close();
     }
   }
-  if (wanted(`scan/${SQLITE}`) || wanted(`indexed/${SQLITE}`) || wanted(`count/${SQLITE}`) || wanted(`small/${SQLITE}`) || wanted(`large/${SQLITE}`)) {
+  if (wanted(`scan/${SQLITE}`) || wanted(`indexed/${SQLITE}`) || wanted(`count/${SQLITE}`) || wanted(`small/${SQLITE}`) || wanted(`covered/${SQLITE}`) || wanted(`large/${SQLITE}`)) {
     const S = await loadSqlite();
     if (S) {
       out.files.sqlite = path.join(dir, 'orders.sqlite');
@@ -317,6 +319,42 @@ async function smallSqlite(): Promise<Measured> {
   }
 }
 
+// ── covered: the indexed queries selecting only (id, ts), which the index keys hold ─
+
+async function coveredModelVault(): Promise<Measured> {
+  return withMv(CACHE_BYTES, async (orders) => {
+    const ws = windows();
+    const query = (w: (typeof ws)[number]) => orders.query().where('category', '=', w.category).where('ts', '>=', new Date(w.from)).where('ts', '<=', new Date(w.to)).select('id', 'ts');
+    const plan = query(ws[0]).explain().split('\n').map((l) => l.trim()).join(' <- ');
+    const m = await timeReps(reps(5), 1, async () => {
+      let n = 0, ids = 0;
+      for (const w of ws) for await (const r of query(w)) { n++; ids += r.id; }
+      return { rows: n, check: `${n} rows, id sum ${ids}` };
+    });
+    return { ...m, notes: [`plan: ${plan}`] };
+  });
+}
+
+async function coveredSqlite(): Promise<Measured> {
+  const S = await loadSqlite();
+  if (!S || !prepared().files.sqlite) throw new Error('better-sqlite3 unavailable');
+  const db = sqliteOpen(S, prepared().files.sqlite!, CACHE_BYTES);
+  try {
+    const sql = 'SELECT id, ts FROM orders WHERE category = ? AND ts BETWEEN ? AND ?';
+    const stmt = db.prepare(sql);
+    const ws = windows();
+    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(ws[0].category, ws[0].from, ws[0].to) as { detail: string }[]).map((r) => r.detail).join('; ');
+    const m = await timeReps(reps(5), 1, () => {
+      let n = 0, ids = 0;
+      for (const w of ws) for (const r of stmt.iterate(w.category, w.from, w.to) as IterableIterator<{ id: number }>) { n++; ids += r.id; }
+      return { rows: n, check: `${n} rows, id sum ${ids}` };
+    });
+    return { ...m, notes: [`plan: ${plan}`] };
+  } finally {
+    db.close();
+  }
+}
+
 // ── large: a collection 4x the cache ────────────────────────────────────────────
 
 const largeCache = () => Math.max(MiB, Math.floor(prepared().collectionBytes! / 4 / MiB) * MiB);
@@ -364,6 +402,8 @@ const cases: CaseDef[] = [
   { id: `indexed/${SQLITE}`, group: 'indexed', engine: SQLITE, run: indexedSqlite },
   { id: 'small/modelvault', group: 'small', engine: MODELVAULT, run: smallModelVault },
   { id: `small/${SQLITE}`, group: 'small', engine: SQLITE, run: smallSqlite },
+  { id: 'covered/modelvault', group: 'covered', engine: MODELVAULT, run: coveredModelVault },
+  { id: `covered/${SQLITE}`, group: 'covered', engine: SQLITE, run: coveredSqlite },
   { id: 'count/modelvault', group: 'count', engine: MODELVAULT, run: countModelVault },
   { id: `count/${SQLITE}`, group: 'count', engine: SQLITE, run: countSqlite },
   { id: 'batches/scan', group: 'batches-scan', engine: 'modelvault batches()', run: () => scanModelVault(true) },
@@ -380,6 +420,7 @@ await benchMain({
     { id: 'scan', title: `full scan of ${si(N)} orders, filter amount < ${AMOUNT_CUT} (10%), all columns, rows one by one (rows/s = rows delivered)` },
     { id: 'indexed', title: `${QUERIES} × category = ? AND ts BETWEEN ? AND ? (30 days), index on (category, ts), rows one by one (rows/s = rows delivered)` },
     { id: 'small', title: `${SMALL_QUERIES} × category = ? AND ts BETWEEN ? AND ? (one day) LIMIT 5, rows to JS: per-query overhead (rows/s = rows delivered)` },
+    { id: 'covered', title: `${QUERIES} × SELECT id, ts WHERE category = ? AND ts BETWEEN ? AND ? (30 days): columns the index (category, ts) holds, rows one by one (rows/s = rows delivered)` },
     { id: 'count', title: `${QUERIES} × count() of category = ? AND ts BETWEEN ? AND ? (30 days), index on (category, ts) (rows/s = rows counted)` },
     { id: 'batches-scan', title: 'the 10% scan: batches() vs for await (ratio = batches() rows/s ÷ for-await rows/s)', primary: 'modelvault batches()', include: ['scan/modelvault'] },
     { id: 'batches-indexed', title: 'the indexed queries: batches() vs for await', primary: 'modelvault batches()', include: ['indexed/modelvault'] },

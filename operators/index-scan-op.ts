@@ -12,7 +12,7 @@ import { LeafView, OverflowRef, childIndexFor, firstAtOrAfter, type BranchLike, 
 import { alignedBufferUnsafe } from '../storage/block-store.js';
 import { readOverflow, type KeyBounds, type NodeSource } from '../storage/btree.js';
 import { ModelVaultError } from '../storage/errors.js';
-import { decodeKey, keyPart, keySuffixStart } from '../storage/keys.js';
+import { decodeKeyParts, keyPart, keySuffixStart, type KeyPart } from '../storage/keys.js';
 import type { Pager } from '../storage/pager.js';
 import { gatherBatch, sliceBatch, type Batch, type Vector } from './batch.js';
 import { compileSelector, exprToString, type Expr } from './expr.js';
@@ -320,6 +320,10 @@ export class IndexOnlyScanOp implements Operator {
   async *execute(ctx: ExecContext): AsyncGenerator<Batch> {
     const selector = this.residual ? compileSelector(this.residual) : null;
     const reverse = this.bounds.reverse ?? false;
+    const wanted: boolean[] = [];
+    for (const c of this.columns) wanted[c.part] = true;
+    for (let i = 0; i < wanted.length; i++) wanted[i] ??= false;
+    const parts: KeyPart[] = [];
     for await (const slice of ctx.reader.slices(this.indexTree, this.bounds)) {
       throwIfAborted(ctx.signal);
       const n = slice.end - slice.start;
@@ -327,7 +331,7 @@ export class IndexOnlyScanOp implements Operator {
       const any = this.columns.map((c) => (c.numeric ? null : new Array<unknown>(n)));
       const absent: (Uint8Array | null)[] = this.columns.map(() => null);
       for (let k = 0; k < n; k++) {
-        const parts = decodeKey(slice.leaf.key(reverse ? slice.end - 1 - k : slice.start + k));
+        decodeKeyParts(slice.leaf.key(reverse ? slice.end - 1 - k : slice.start + k), wanted, parts);
         for (let c = 0; c < this.columns.length; c++) {
           const v = parts[this.columns[c].part];
           if (f64[c] !== null) {

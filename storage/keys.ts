@@ -94,29 +94,29 @@ export function prefixBounds(parts: readonly KeyPart[]): { gte: Buffer; lt: Buff
   return { gte, lt: Buffer.concat([gte, Buffer.from([0xff, 0xff])]) };
 }
 
-/** Every component of an encoded key, decoded (null for absent values; Dates as epoch ms). */
-export function decodeKey(key: Uint8Array): KeyPart[] {
-  const parts: KeyPart[] = [];
-  let n = 0;
-  for (let at = 0; at < key.byteLength; ) {
-    if (key[at] === 0x00) {
-      if (at + 1 >= key.byteLength) throw new ModelVaultError('CORRUPT', 'key ends inside a component', { offset: -1 });
-      if (key[at + 1] === TERMINATOR[1]) {
-        parts.push(readPart(n));
-        n = 0;
-        at += 2;
-        continue;
-      }
-      if (n >= raw.byteLength) throw new ModelVaultError('CORRUPT', 'key component longer than any valid one', { offset: -1 });
-      raw[n++] = 0x00; // an escaped 0x00 (0x00 0xFF)
+/**
+ * The components of an encoded key that `wanted` marks, decoded into `out` at their positions
+ * (null for absent values; Dates as epoch ms); the others are skipped without decoding, and the
+ * key is read only up to the last wanted one.
+ */
+export function decodeKeyParts(key: Uint8Array, wanted: readonly boolean[], out: KeyPart[]): void {
+  let n = 0, part = 0;
+  for (let at = 0; part < wanted.length; ) {
+    if (at + 1 >= key.byteLength) throw new ModelVaultError('CORRUPT', 'key has fewer components than asked for', { offset: -1 });
+    const b = key[at];
+    if (b === 0x00 && key[at + 1] === TERMINATOR[1]) {
+      if (wanted[part]) out[part] = readPart(n);
+      part++;
+      n = 0;
       at += 2;
-    } else {
-      if (n >= raw.byteLength) throw new ModelVaultError('CORRUPT', 'key component longer than any valid one', { offset: -1 });
-      raw[n++] = key[at++];
+      continue;
     }
+    if (wanted[part]) {
+      if (n >= raw.byteLength) throw new ModelVaultError('CORRUPT', 'key component longer than any valid one', { offset: -1 });
+      raw[n++] = b; // an escaped 0x00 (0x00 0xFF) is one 0x00
+    }
+    at += b === 0x00 ? 2 : 1;
   }
-  if (n > 0) throw new ModelVaultError('CORRUPT', 'key ends inside a component', { offset: -1 });
-  return parts;
 }
 
 /** The ordered-binary value of the first `n` bytes of `raw`. */
