@@ -404,6 +404,8 @@ function aggregateOn(q: Query<any>, aggs: Record<string, AggregateSpec>): Query<
   if (!aggs || typeof aggs !== 'object' || Object.keys(aggs).length === 0) throw new ModelVaultError('VALIDATION', 'aggregate() needs at least one aggregate', { path: 'aggregate' });
   for (const [name, spec] of Object.entries(aggs)) {
     checkPath(name);
+    // A result row is a plain object: a __proto__ key would set its prototype, not a value.
+    if (name === '__proto__') throw new ModelVaultError('VALIDATION', '__proto__ cannot name an aggregate', { path: name });
     if (!spec || typeof spec !== 'object' || typeof (spec as AggregateSpec).fn !== 'string') throw new ModelVaultError('VALIDATION', `aggregate ${name} must be count(), sum(path), avg(path), min(path), max(path) or countDistinct(path)`, { path: name });
   }
   if (q.state.order.length || q.state.limit !== Infinity || q.state.offset) throw new ModelVaultError('VALIDATION', 'orderBy/limit/offset must come after aggregate()', { path: 'aggregate' });
