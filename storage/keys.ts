@@ -133,20 +133,11 @@ function readPart(n: number): KeyPart {
  * comes back as its epoch milliseconds).
  */
 export function keyPart(key: Uint8Array, index: number): KeyPart {
-  const start = keySuffixStart(key, index);
-  let n = 0;
-  for (let at = start; ; ) {
-    if (at + 1 >= key.byteLength) throw new ModelVaultError('CORRUPT', 'key has fewer components than asked for', { offset: -1 });
-    if (n >= raw.byteLength) throw new ModelVaultError('CORRUPT', 'key component longer than any valid one', { offset: -1 });
-    if (key[at] === 0x00) {
-      if (key[at + 1] === TERMINATOR[1]) break;
-      raw[n++] = 0x00; // an escaped 0x00 (0x00 0xFF)
-      at += 2;
-    } else {
-      raw[n++] = key[at++];
-    }
-  }
-  return readPart(n);
+  const wanted = new Array<boolean>(index + 1).fill(false);
+  wanted[index] = true;
+  const out: KeyPart[] = [];
+  decodeKeyParts(key, wanted, out);
+  return out[index];
 }
 
 /** Where the bytes after the first `parts` components of an encoded key start (an index key's primary key). */
