@@ -36,7 +36,7 @@ import type { Collection } from '../src/index.js';
 import { MODELVAULT, benchDir, benchMain, manifest, reps, timeReps, wanted, type CaseDef, type Measured } from './compare.js';
 import { GiB, MiB, median, rng, si } from './harness.js';
 import {
-  AMOUNT_CUT, CATEGORIES, IndexedOrders, T0, YEAR_MS, duckLoad, loadDuck, loadSqlite, mvBuild, sqliteOpen, sqliteLoad, type DuckApi,
+  AMOUNT_CUT, CATEGORIES, IndexedOrders, T0, YEAR_MS, duckLoad, loadDuck, loadSqlite, mvBuild, sqliteOpen, sqliteLoad, type DuckApi, type SqliteDb,
 } from './orders-data.js';
 
 const N = Number(process.env.N ?? 1_000_000);
@@ -141,20 +141,32 @@ async function scanModelVault(batches: boolean): Promise<Measured> {
   });
 }
 
-async function scanSqlite(): Promise<Measured> {
+/** The prepared SQLite file opened with a `cacheSize` page cache, closed after `run`. */
+async function withSqlite<T>(cacheSize: number, run: (db: SqliteDb) => T | Promise<T>): Promise<T> {
   const S = await loadSqlite();
   if (!S || !prepared().files.sqlite) throw new Error('better-sqlite3 unavailable');
-  const db = sqliteOpen(S, prepared().files.sqlite!, CACHE_BYTES);
+  const db = sqliteOpen(S, prepared().files.sqlite!, cacheSize);
   try {
+    return await run(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** SQLite's plan for `sql`, with a window's parameters. */
+function windowPlan(db: SqliteDb, sql: string, w: { category: string; from: number; to: number }): string {
+  return (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(w.category, w.from, w.to) as { detail: string }[]).map((r) => r.detail).join('; ');
+}
+
+async function scanSqlite(): Promise<Measured> {
+  return withSqlite(CACHE_BYTES, (db) => {
     const stmt = db.prepare('SELECT * FROM orders WHERE amount < ?');
-    return await timeReps(reps(5), 1, () => {
+    return timeReps(reps(5), 1, () => {
       let n = 0, ids = 0;
       for (const r of stmt.iterate(AMOUNT_CUT) as IterableIterator<{ id: number }>) { n++; ids += r.id; }
       return { rows: n, check: `${n} rows, id sum ${ids}` };
     });
-  } finally {
-    db.close();
-  }
+  });
 }
 
 async function duckOpen(api: DuckApi, file: string, config: Record<string, string> = {}) {
@@ -220,24 +232,19 @@ async function indexedModelVault(batches: boolean): Promise<Measured> {
   });
 }
 
-async function indexedSqlite(): Promise<Measured> {
-  const S = await loadSqlite();
-  if (!S || !prepared().files.sqlite) throw new Error('better-sqlite3 unavailable');
-  const db = sqliteOpen(S, prepared().files.sqlite!, CACHE_BYTES);
-  try {
-    const sql = 'SELECT * FROM orders WHERE category = ? AND ts BETWEEN ? AND ?';
+/** `sql` (category = ? AND ts BETWEEN ? AND ?) over the QUERIES windows, rows one by one. */
+async function windowsSqlite(sql: string): Promise<Measured> {
+  return withSqlite(CACHE_BYTES, async (db) => {
     const stmt = db.prepare(sql);
     const ws = windows();
-    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(ws[0].category, ws[0].from, ws[0].to) as { detail: string }[]).map((r) => r.detail).join('; ');
+    const plan = windowPlan(db, sql, ws[0]);
     const m = await timeReps(reps(5), 1, () => {
       let n = 0, ids = 0;
       for (const w of ws) for (const r of stmt.iterate(w.category, w.from, w.to) as IterableIterator<{ id: number }>) { n++; ids += r.id; }
       return { rows: n, check: `${n} rows, id sum ${ids}` };
     });
     return { ...m, notes: [`${si(QUERIES / (median(m.samplesMs) / 1000))} queries/s; plan: ${plan}`] };
-  } finally {
-    db.close();
-  }
+  });
 }
 
 // ── count: the indexed queries' count() ─────────────────────────────────────────
@@ -255,23 +262,17 @@ async function countModelVault(): Promise<Measured> {
 }
 
 async function countSqlite(): Promise<Measured> {
-  const S = await loadSqlite();
-  if (!S || !prepared().files.sqlite) throw new Error('better-sqlite3 unavailable');
-  const db = sqliteOpen(S, prepared().files.sqlite!, CACHE_BYTES);
-  try {
+  return withSqlite(CACHE_BYTES, async (db) => {
     const sql = 'SELECT count(*) AS n FROM orders WHERE category = ? AND ts BETWEEN ? AND ?';
     const stmt = db.prepare(sql);
     const ws = windows();
-    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(ws[0].category, ws[0].from, ws[0].to) as { detail: string }[]).map((r) => r.detail).join('; ');
     const m = await timeReps(reps(5), 1, () => {
       let n = 0;
       for (const w of ws) n += (stmt.get(w.category, w.from, w.to) as { n: number }).n;
       return { rows: n, check: `${n} rows counted` };
     });
-    return { ...m, notes: [`plan: ${plan}`] };
-  } finally {
-    db.close();
-  }
+    return { ...m, notes: [`plan: ${windowPlan(db, sql, ws[0])}`] };
+  });
 }
 
 // ── small: many short indexed queries (per-query overhead) ──────────────────────
@@ -302,10 +303,7 @@ async function smallModelVault(): Promise<Measured> {
 }
 
 async function smallSqlite(): Promise<Measured> {
-  const S = await loadSqlite();
-  if (!S || !prepared().files.sqlite) throw new Error('better-sqlite3 unavailable');
-  const db = sqliteOpen(S, prepared().files.sqlite!, CACHE_BYTES);
-  try {
+  return withSqlite(CACHE_BYTES, async (db) => {
     const stmt = db.prepare('SELECT * FROM orders WHERE category = ? AND ts BETWEEN ? AND ? LIMIT 5');
     const ws = smallWindows();
     const m = await timeReps(reps(5), 1, () => {
@@ -314,9 +312,7 @@ async function smallSqlite(): Promise<Measured> {
       return { rows: n, check: `${n} rows, id sum ${ids}` };
     });
     return { ...m, notes: [`one prepared statement, .all() per query: ${(1e3 * median(m.samplesMs) / SMALL_QUERIES).toFixed(1)} µs a query`] };
-  } finally {
-    db.close();
-  }
+  });
 }
 
 // ── covered: the indexed queries selecting only (id, ts), which the index keys hold ─
@@ -335,25 +331,6 @@ async function coveredModelVault(): Promise<Measured> {
   });
 }
 
-async function coveredSqlite(): Promise<Measured> {
-  const S = await loadSqlite();
-  if (!S || !prepared().files.sqlite) throw new Error('better-sqlite3 unavailable');
-  const db = sqliteOpen(S, prepared().files.sqlite!, CACHE_BYTES);
-  try {
-    const sql = 'SELECT id, ts FROM orders WHERE category = ? AND ts BETWEEN ? AND ?';
-    const stmt = db.prepare(sql);
-    const ws = windows();
-    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(ws[0].category, ws[0].from, ws[0].to) as { detail: string }[]).map((r) => r.detail).join('; ');
-    const m = await timeReps(reps(5), 1, () => {
-      let n = 0, ids = 0;
-      for (const w of ws) for (const r of stmt.iterate(w.category, w.from, w.to) as IterableIterator<{ id: number }>) { n++; ids += r.id; }
-      return { rows: n, check: `${n} rows, id sum ${ids}` };
-    });
-    return { ...m, notes: [`plan: ${plan}`] };
-  } finally {
-    db.close();
-  }
-}
 
 // ── large: a collection 4x the cache ────────────────────────────────────────────
 
@@ -377,11 +354,8 @@ async function largeModelVault(): Promise<Measured> {
 }
 
 async function largeSqlite(): Promise<Measured> {
-  const S = await loadSqlite();
-  if (!S || !prepared().files.sqlite) throw new Error('better-sqlite3 unavailable');
   const cacheSize = largeCache();
-  const db = sqliteOpen(S, prepared().files.sqlite!, cacheSize);
-  try {
+  return withSqlite(cacheSize, async (db) => {
     const stmt = db.prepare('SELECT * FROM orders');
     const m = await timeReps(reps(3), 0, () => {
       let n = 0, ids = 0;
@@ -389,9 +363,7 @@ async function largeSqlite(): Promise<Measured> {
       return { rows: n, check: `${n} rows, id sum ${ids}` };
     });
     return { ...m, rssBudgetKiB: (cacheSize + 100 * MiB) / 1024, rssBudgetLabel: 'cache_size + 100 MiB', notes: [`cache_size ${(cacheSize / MiB).toFixed(0)} MiB`] };
-  } finally {
-    db.close();
-  }
+  });
 }
 
 const cases: CaseDef[] = [
@@ -399,11 +371,11 @@ const cases: CaseDef[] = [
   { id: `scan/${SQLITE}`, group: 'scan', engine: SQLITE, run: scanSqlite },
   { id: `scan/${DUCKDB}`, group: 'scan', engine: DUCKDB, run: scanDuck },
   { id: 'indexed/modelvault', group: 'indexed', engine: MODELVAULT, run: () => indexedModelVault(false) },
-  { id: `indexed/${SQLITE}`, group: 'indexed', engine: SQLITE, run: indexedSqlite },
+  { id: `indexed/${SQLITE}`, group: 'indexed', engine: SQLITE, run: () => windowsSqlite('SELECT * FROM orders WHERE category = ? AND ts BETWEEN ? AND ?') },
   { id: 'small/modelvault', group: 'small', engine: MODELVAULT, run: smallModelVault },
   { id: `small/${SQLITE}`, group: 'small', engine: SQLITE, run: smallSqlite },
   { id: 'covered/modelvault', group: 'covered', engine: MODELVAULT, run: coveredModelVault },
-  { id: `covered/${SQLITE}`, group: 'covered', engine: SQLITE, run: coveredSqlite },
+  { id: `covered/${SQLITE}`, group: 'covered', engine: SQLITE, run: () => windowsSqlite('SELECT id, ts FROM orders WHERE category = ? AND ts BETWEEN ? AND ?') },
   { id: 'count/modelvault', group: 'count', engine: MODELVAULT, run: countModelVault },
   { id: `count/${SQLITE}`, group: 'count', engine: SQLITE, run: countSqlite },
   { id: 'batches/scan', group: 'batches-scan', engine: 'modelvault batches()', run: () => scanModelVault(true) },
