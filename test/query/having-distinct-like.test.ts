@@ -5,7 +5,7 @@
 // plain-JS reference on both stores, also with the aggregate spilling under a small memoryLimit.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { count, max, sum, type Collection, type Database } from '../../src/index.js';
-import { Customers, MODES, Orders, expectCodeSync, makeCustomers, makeOrders, openOrders, type Customer, type Order } from './helpers.js';
+import { MODES, Orders, expectCodeSync, makeCustomers, makeOrders, openOrdersAndCustomers, type Customer, type Order } from './helpers.js';
 
 const ROWS = 3000;
 
@@ -17,9 +17,8 @@ describe.each(MODES)('HAVING, DISTINCT and LIKE (%s)', (mode) => {
   let cleanup: () => Promise<void>;
 
   beforeAll(async () => {
-    ({ db, orders, rows, cleanup } = await openOrders(mode, [...makeOrders({ count: ROWS, seed: 51, users: 300 })]));
-    customers = [...makeCustomers({ count: 250, seed: 52 })]; // users 250..299 have no customer
-    await (await db.register(Customers)).insertMany(customers);
+    // users 250..299 have no customer
+    ({ db, orders, rows, customers, cleanup } = await openOrdersAndCustomers(mode, [...makeOrders({ count: ROWS, seed: 51, users: 300 })], [...makeCustomers({ count: 250, seed: 52 })]));
   });
   afterAll(async () => cleanup?.());
 

@@ -102,6 +102,13 @@ export async function openOrders(mode: Mode, rows: Order[]): Promise<{ db: Datab
   return { db, orders, rows, cleanup };
 }
 
+/** openOrders, plus a `Customers` collection holding `customers`. */
+export async function openOrdersAndCustomers(mode: Mode, rows: Order[], customers: Customer[]): Promise<Awaited<ReturnType<typeof openOrders>> & { customers: Customer[] }> {
+  const opened = await openOrders(mode, rows);
+  await (await opened.db.register(Customers)).insertMany(customers);
+  return { ...opened, customers };
+}
+
 /** Deterministic PRNG (mulberry32). */
 export function prng(seed: number): () => number {
   let a = seed >>> 0;

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { count, max, type Collection, type Database } from '../../src/index.js';
 import {
-  Customers, MODES, Orders, compareRows, expectCodeSync, makeCustomers, makeOrders, openOrders, refJoin, type Customer, type Order,
+  Customers, MODES, Orders, compareRows, expectCodeSync, makeCustomers, makeOrders, openOrdersAndCustomers, refJoin, type Customer, type Order,
 } from './helpers.js';
 
 const ROWS = 1500;
@@ -19,9 +19,8 @@ describe.each(MODES)('result shapes (%s)', (mode) => {
   let cleanup: () => Promise<void>;
 
   beforeAll(async () => {
-    ({ db, orders, rows, cleanup } = await openOrders(mode, [...makeOrders({ count: ROWS, seed: 41, users: 120 })]));
-    customers = [...makeCustomers({ count: 100, seed: 42 })]; // users 100..119 have no customer
-    await (await db.register(Customers)).insertMany(customers);
+    // users 100..119 have no customer
+    ({ db, orders, rows, customers, cleanup } = await openOrdersAndCustomers(mode, [...makeOrders({ count: ROWS, seed: 41, users: 120 })], [...makeCustomers({ count: 100, seed: 42 })]));
   });
   afterAll(async () => cleanup?.());
 

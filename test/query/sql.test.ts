@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { avg, count, countDistinct, max, min, sum, type Collection, type Database, type Query } from '../../src/index.js';
 import {
   Customers, MODES, Orders, TS0, byId, canonAggRows, compareRows, evalPred, expectCode, expectCodeSync, keyTuples, makeCustomers, makeOrders,
-  openOrders, project, refAggregate, refJoin, type Customer, type Op, type Order, type Pred,
+  openOrdersAndCustomers, project, refAggregate, refJoin, type Customer, type Op, type Order, type Pred,
 } from './helpers.js';
 
 const ROWS = 2000;
@@ -18,9 +18,8 @@ describe.each(MODES)('db.sql() (%s)', (mode) => {
   let cleanup: () => Promise<void>;
 
   beforeAll(async () => {
-    ({ db, orders, rows, cleanup } = await openOrders(mode, [...makeOrders({ count: ROWS, seed: 31, users: 120 })]));
-    customers = [...makeCustomers({ count: 100, seed: 32 })]; // users 100..119 have no customer
-    await (await db.register(Customers)).insertMany(customers);
+    // users 100..119 have no customer
+    ({ db, orders, rows, customers, cleanup } = await openOrdersAndCustomers(mode, [...makeOrders({ count: ROWS, seed: 31, users: 120 })], [...makeCustomers({ count: 100, seed: 32 })]));
   });
   afterAll(async () => cleanup?.());
 
