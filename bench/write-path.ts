@@ -2,6 +2,7 @@
 // lmdb-js in the same run, each case in its own process (so peak RSS is that case's).
 //
 //   insert  bulk insert of N orders in one transaction, file-backed, fresh file per repetition:
+//           (insert-indexed: the same with a secondary index on (category, ts) in both engines)
 //           ModelVault `insertMany(sync generator)` vs better-sqlite3 (one prepared INSERT
 //           inside db.transaction(), WAL, synchronous=FULL). Both commits are durable.
 //   get     GETS random point lookups by primary key on an N-row file: ModelVault
@@ -27,7 +28,7 @@ import type { Collection } from '../src/index.js';
 import { MODELVAULT, benchDir, benchMain, manifest, reps, timeReps, wanted, type CaseDef, type Measured } from './compare.js';
 import { MiB, si } from './harness.js';
 import {
-  Orders, createOptions, loadSqlite, makeOrder, mvBuild, orderRows, orderRowsAsync, randomIds, rmDb, sqliteLoad, sqliteOpen, type Order, type OrdersModel,
+  IndexedOrders, Orders, createOptions, loadSqlite, makeOrder, mvBuild, orderRows, orderRowsAsync, randomIds, rmDb, sqliteLoad, sqliteOpen, type Order, type OrdersModel,
 } from './orders-data.js';
 
 const N = Number(process.env.N ?? 1_000_000);
@@ -87,13 +88,14 @@ async function prepare(): Promise<Prepared> {
 
 // ── insert ──────────────────────────────────────────────────────────────────────
 
-async function insertModelVault(): Promise<Measured> {
+/** `indexed`: with a secondary index on (category, ts), built within the same insertMany. */
+async function insertModelVault(indexed = false): Promise<Measured> {
   const file = path.join(benchDir(), `insert-${process.pid}.modelvault`);
   let fileBytes = 0;
   const m = await timeReps(reps(3), 0, async () => {
     rmDb(file);
     const db = await Database.open(file, { cacheSize: CACHE_BYTES, ...createOptions() });
-    const orders = (await db.register(Orders)) as Collection<OrdersModel>;
+    const orders = (await db.register(indexed ? IndexedOrders : Orders)) as Collection<OrdersModel>;
     const t0 = performance.now();
     const n = await orders.insertMany(orderRows(N));
     const ms = performance.now() - t0;
@@ -106,7 +108,7 @@ async function insertModelVault(): Promise<Measured> {
   return { ...m, notes: [`file ${(fileBytes / MiB).toFixed(0)} MiB; timed: insertMany (validation, encoding, one durable commit); open/register/close untimed`] };
 }
 
-async function insertSqlite(): Promise<Measured> {
+async function insertSqlite(indexed = false): Promise<Measured> {
   const S = await loadSqlite();
   if (!S) throw new Error('better-sqlite3 unavailable');
   const file = path.join(benchDir(), `insert-${process.pid}.sqlite`);
@@ -114,6 +116,7 @@ async function insertSqlite(): Promise<Measured> {
   const m = await timeReps(reps(3), 0, () => {
     rmDb(file);
     const db = sqliteOpen(S, file, CACHE_BYTES);
+    if (indexed) db.exec('CREATE INDEX byCategoryTs ON orders (category, ts)');
     sqliteLoad(db, N);
     const n = (db.prepare('SELECT count(*) AS n FROM orders').get() as { n: number }).n;
     db.close();
@@ -234,8 +237,10 @@ async function bigModelVault(): Promise<Measured> {
 }
 
 const cases: CaseDef[] = [
-  { id: 'insert/modelvault', group: 'insert', engine: MODELVAULT, run: insertModelVault },
-  { id: `insert/${SQLITE}`, group: 'insert', engine: SQLITE, run: insertSqlite },
+  { id: 'insert/modelvault', group: 'insert', engine: MODELVAULT, run: () => insertModelVault() },
+  { id: `insert/${SQLITE}`, group: 'insert', engine: SQLITE, run: () => insertSqlite() },
+  { id: 'insert-indexed/modelvault', group: 'insert-indexed', engine: MODELVAULT, run: () => insertModelVault(true) },
+  { id: `insert-indexed/${SQLITE}`, group: 'insert-indexed', engine: SQLITE, run: () => insertSqlite(true) },
   { id: 'get/modelvault', group: 'get', engine: MODELVAULT, run: getModelVault },
   { id: `get/${SQLITE}`, group: 'get', engine: SQLITE, run: () => getSqlite(false) },
   { id: `get/${SQLITE}-txn`, group: 'get', engine: `${SQLITE} (1 txn/pass)`, run: () => getSqlite(true) },
@@ -249,6 +254,7 @@ await benchMain({
   params: { N, GETS, BIG_N, cacheSizeBytes: CACHE_BYTES },
   groups: [
     { id: 'insert', title: `bulk insert of ${si(N)} orders, one transaction, file-backed (rows/s = rows inserted per second)` },
+    { id: 'insert-indexed', title: `the same with a secondary index on (category, ts) maintained in the same transaction` },
     { id: 'get', title: `${si(GETS)} random point gets by primary key on ${si(N)} orders (rows/s = gets per second)` },
     { id: 'big', title: `insertMany of ${si(BIG_N)} orders from an async generator, cacheSize ${CACHE_BYTES / MiB} MiB` },
   ],

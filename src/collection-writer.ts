@@ -281,7 +281,7 @@ export class CollectionWriter {
     if (!pending) return;
     this.pending = null;
     try {
-      for (let i = 0; i < pending.length; i++) await this.indexes[i].tree.putSortedKeys(pending[i].sorted());
+      for (let i = 0; i < pending.length; i++) await this.indexes[i].tree.putSortedKeys(pending[i].sortedChunks());
     } catch (err) {
       this.etx.poisoned ??= err as Error;
       throw err;

@@ -385,7 +385,7 @@ async function applyAdditive(etx: EngineTxn, stored: CollectionMeta, model: Mode
         const spilled = sorter.add(key);
         if (spilled) await spilled;
       }
-      await tree.putSortedKeys(sorter.sorted());
+      await tree.putSortedKeys(sorter.sortedChunks());
     } finally {
       sorter.drop();
     }

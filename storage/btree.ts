@@ -504,16 +504,19 @@ export class BTreeWriter {
   }
 
   /**
-   * Puts entries of a zero-column tree (an index) that arrive in ascending order, as a
-   * KeySorter yields them: appended while they stay above every key of the tree, put
+   * Puts entries of a zero-column tree (an index) that arrive in ascending order, in chunks as
+   * KeySorter.sortedChunks yields them: appended while they stay above every key of the tree, put
    * otherwise (keys are copied), modified pages written out as the transaction's budget asks.
    */
-  async putSortedKeys(keys: AsyncIterable<Buffer>): Promise<void> {
+  async putSortedKeys(chunks: AsyncIterable<readonly Buffer[]>): Promise<void> {
     const empty = emptyPackedRow();
     let k = 0;
-    for await (const key of keys) {
-      this.putPackedSync(key, empty, 'upsert', true); // appended when above every key; copied where kept
-      if ((++k & 1023) === 0) await this.txn.maybeFlush();
+    for await (const chunk of chunks) {
+      for (const key of chunk) this.putPackedSync(key, empty, 'upsert', true); // appended when above every key; copied where kept
+      if ((k += chunk.length) >= 1024) {
+        k = 0;
+        await this.txn.maybeFlush();
+      }
     }
     await this.txn.maybeFlush();
   }
