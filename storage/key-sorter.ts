@@ -105,10 +105,19 @@ export function sortByteKeys(keys: Buffer[]): Buffer[] {
   return keys;
 }
 
+/** Past this many shared bytes a range is sorted by comparisons: the recursion stays shallow. */
+const MAX_RADIX_DEPTH = 256;
+
 /** Sorts keys[lo, hi), which share their first `depth` bytes, by the bytes from `depth` on. */
 function radixRange(keys: Buffer[], lo: number, hi: number, depth: number, scratch: Buffer[]): void {
   if (hi - lo <= SMALL_RANGE) {
     insertionSort(keys, lo, hi);
+    return;
+  }
+  if (depth >= MAX_RADIX_DEPTH) {
+    // Keys may be kilobytes long: one recursion a shared byte could exhaust the stack.
+    const sorted = keys.slice(lo, hi).sort(Buffer.compare);
+    for (let i = lo; i < hi; i++) keys[i] = sorted[i - lo];
     return;
   }
   // Bucket 0: keys that end at `depth`; bucket b + 1: keys whose byte at `depth` is b.

@@ -29,6 +29,14 @@ describe('sortByteKeys', () => {
       const want = [...keys].sort(Buffer.compare).map((k) => k.toString('hex'));
       expect(sortByteKeys(keys).map((k) => k.toString('hex'))).toEqual(want);
     }), { numRuns: 300 });
+    // Keys that are prefixes of each other, and 200 keys sharing a 20 KB prefix: past the radix
+    // depth limit such ranges go to a comparison sort (one recursion a byte overflowed the stack).
+    const long = [
+      ...Array.from({ length: 600 }, (_, i) => Buffer.alloc(1 + i * 7, 0x61)),
+      ...Array.from({ length: 200 }, (_, i) => Buffer.concat([Buffer.alloc(20_000, 0x62), Buffer.from(String((i * 7919) % 200))])),
+    ];
+    const shuffled = long.map((k, i) => [(i * 2654435761) % 4093, k] as const).sort((a, b) => a[0] - b[0]).map(([, k]) => k);
+    expect(sortByteKeys(shuffled).map((k) => k.toString('hex'))).toEqual([...long].sort(Buffer.compare).map((k) => k.toString('hex')));
   });
 });
 
