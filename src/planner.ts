@@ -272,15 +272,19 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
     ? aggs.map(([name, a]) => indexEdgeFor(name, a, base.meta, pushable))
     : null;
   const edgesOp = edges !== null && edges.every((e) => e !== null) ? new IndexEdgesOp(edges as IndexEdge[]) : null;
-  // An index whose keys hold every column the query reads serves the rows without fetches.
-  const keyColumns = access.index ? indexKeyColumns(access.index.fields, base.meta, baseColumns) : null;
-  let root: Operator = edgesOp ?? (countOnlyAccess && access.index && access.exact
-    ? new IndexCountOp(access.index.tree, `${base.meta.name} via index ${access.index.name}`, access.bounds, access.boundsText)
-    : access.index && keyColumns
-    ? new IndexOnlyScanOp(access.index.tree, `${base.meta.name} via index ${access.index.name}`, access.bounds, access.boundsText, keyColumns, decided ? null : baseFilter)
-    : access.index
-    ? new IndexScanOp(access.index.tree, base.meta.rowsTree, `${base.meta.name} via index ${access.index.name}`, access.index.fields.length, access.bounds, access.boundsText, baseColumns, decided ? null : baseFilter, firstChunk)
-    : new TableScanOp(base.meta.rowsTree, base.meta.name, baseColumns, baseFilter, access.bounds, !limited, topKToken === null ? null : { token: topKToken, paths: topKKeys }));
+  /** The operator that reads the queried collection. */
+  const baseOperator = (): Operator => {
+    const ix = access.index;
+    if (ix === null) return new TableScanOp(base.meta.rowsTree, base.meta.name, baseColumns, baseFilter, access.bounds, !limited, topKToken === null ? null : { token: topKToken, paths: topKKeys });
+    const label = `${base.meta.name} via index ${ix.name}`;
+    const residual = decided ? null : baseFilter;
+    if (countOnlyAccess && decided) return new IndexCountOp(ix.tree, label, access.bounds, access.boundsText);
+    // An index whose keys hold every column the query reads serves the rows without fetches.
+    const keyColumns = indexKeyColumns(ix.fields, base.meta, baseColumns);
+    if (keyColumns) return new IndexOnlyScanOp(ix.tree, label, access.bounds, access.boundsText, keyColumns, residual);
+    return new IndexScanOp(ix.tree, base.meta.rowsTree, label, ix.fields.length, access.bounds, access.boundsText, baseColumns, residual, firstChunk);
+  };
+  let root: Operator = edgesOp ?? baseOperator();
   let leftEstimate = access.estimate;
   state.joins.forEach((j, n) => {
     const side = sides.get(j.as)!;
@@ -302,13 +306,17 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   if (Number.isFinite(limit) || state.offset > 0) root = new LimitOp(root, limit, state.offset);
 
   // A count known before any work: every row, or the entries an exact index's estimate counted.
-  const known = !countOnlyAccess ? null : conjuncts.length === 0 ? base.rowCount : access.exact && access.counted ? access.estimate : null;
+  const known = !countOnlyAccess ? null : conjuncts.length === 0 ? base.rowCount : decided && access.counted ? access.estimate : null;
   const constantCount = known === null ? null : Math.min(limit, Math.max(0, known - state.offset));
   const finalRoot = root;
+  // Built on first use: a count() or explain() never turns a batch into rows.
+  let builders: Pick<PlannedQuery, 'toRows' | 'rowAt'> | null = null;
+  const built = () => (builders ??= rowBuilders(aggregating ? aggregateRows(state, resolve, aggs) : entityRows(state, sides, resolve)));
   return {
     root: finalRoot,
     constantCount,
-    ...rowBuilders(aggregating ? aggregateRows(state, resolve, aggs) : entityRows(state, sides, resolve)),
+    toRows: (batch) => built().toRows(batch),
+    rowAt: (batch) => built().rowAt(batch),
     explainSync: () => explainTree(finalRoot),
   };
 }
@@ -391,8 +399,8 @@ const EDGE_KINDS = new Set(['int', 'timestamp', 'string', 'enum']);
  * entries of absent values (null parts, below every value).
  */
 function indexEdgeFor(name: string, a: AggregateSpec, meta: CollectionMeta, conjuncts: readonly Expr[]): IndexEdge | null {
-  const spec = a.path === undefined ? undefined : meta.fields[a.path];
-  if (!spec || !EDGE_KINDS.has(spec.kind) || !Object.hasOwn(meta.fields, a.path!)) return null;
+  const spec = a.path !== undefined && Object.hasOwn(meta.fields, a.path) ? meta.fields[a.path] : undefined;
+  if (!spec || !EDGE_KINDS.has(spec.kind)) return null;
   const keys = [
     { fields: meta.primaryKey, tree: meta.rowsTree, label: 'the primary key' },
     ...meta.indexes.map((ix) => ({ fields: ix.fields, tree: ix.tree, label: `index ${ix.name}` })),
@@ -532,9 +540,10 @@ const toDate = (v: unknown) => (typeof v === 'number' ? new Date(v) : v);
 
 /**
  * Generated row builders by their result keys, timestamp keys and vector layout (what their
- * source is made of), shared by every query with the same result schema and vector layout: a query reuses functions V8 has already optimised instead of
- * compiling and warming up new ones (100 short queries would each run cold otherwise).
- * Bounded: a new schema past the bound simply compiles its own.
+ * source is made of), shared by every query with the same result schema and vector layout: a
+ * query reuses functions V8 has already optimised instead of compiling and warming up new ones
+ * (100 short queries would each run cold otherwise). Bounded: a new schema past the bound simply
+ * compiles its own.
  */
 const builderCache = new Map<string, { many: RowsBuilder; one: RowBuilder }>();
 const BUILDER_CACHE_MAX = 256;
@@ -618,13 +627,14 @@ function entityRows(state: QueryState, sides: Map<string, Side>, resolve: Resolv
         ...baseMeta.columns.filter((f) => baseMeta.fields[f]).map((path) => ({ path, key: path, join: false })),
         ...state.joins.map((j) => ({ path: j.as, key: j.as, join: true })),
       ];
-  const plan = items.filter((it) => !it.join).map((it) => ({ path: it.path, key: it.key, spec: resolve(it.path).spec }));
-  if (items.every((it) => !it.join) && plan.every((p) => SAFE_KEY.test(p.key))) return compiledRows(plan);
   const joinFields = (as: string) => {
     const meta = sides.get(as)!.meta;
     return meta.columns.filter((f) => meta.fields[f]).map((f) => ({ key: f, path: `${as}.${f}`, spec: meta.fields[f] }));
   };
-  const parts = items.map((it) => (it.join ? { key: it.key, as: it.path, fields: joinFields(it.path), spec: null } : { key: it.key, as: null, fields: [], spec: resolve(it.path).spec }));
+  const parts = items.map((it) => (it.join
+    ? { path: it.path, key: it.key, as: it.path, fields: joinFields(it.path), spec: null }
+    : { path: it.path, key: it.key, as: null, fields: [], spec: resolve(it.path).spec }));
+  if (parts.every((p) => p.as === null && SAFE_KEY.test(p.key))) return compiledRows(parts as { path: string; key: string; spec: FieldSpec }[]);
   return (b) => {
     const vectors = items.map((it) => (it.join ? b.vectors.get(it.path) : pathVector(b, it.path)));
     const fieldVectors = parts.map((p) => p.fields.map((f) => b.vectors.get(f.path)));
