@@ -7,21 +7,60 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Database, avg, count, model, sum, t } from './index.js';
+import { Database, ModelVaultError, avg, count, model, sum, t } from './index.js';
 
-const { values: args } = parseArgs({
-  options: {
-    rows: { type: 'string', default: '1000000' },
-    customers: { type: 'string', default: '100000' },
-    'memory-mib': { type: 'string', default: '8' },
-    file: { type: 'string' },
-    keep: { type: 'boolean', default: false },
-  },
-});
-const ROWS = Number(args.rows);
-const CUSTOMERS = Number(args.customers);
-const MEMORY_LIMIT = Number(args['memory-mib']) * 2 ** 20;
+const USAGE = 'usage: npm run demo -- [--rows N] [--customers N] [--memory-mib MIB] [--file PATH] [--keep]';
+
+/** Bad flags end the demo with one line and the usage, before any file is made. */
+function usageError(message: string): never {
+  process.stderr.write(`demo: ${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function parseFlags() {
+  try {
+    return parseArgs({
+      options: {
+        rows: { type: 'string', default: '1000000' },
+        customers: { type: 'string', default: '100000' },
+        'memory-mib': { type: 'string', default: '8' },
+        file: { type: 'string' },
+        keep: { type: 'boolean', default: false },
+      },
+    }).values;
+  } catch (err) {
+    return usageError((err as Error).message);
+  }
+}
+
+function wholeNumber(flag: string, text: string, min: number): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min) usageError(`--${flag} must be a whole number of at least ${min}, not '${text}'`);
+  return n;
+}
+
+const args = parseFlags();
+const ROWS = wholeNumber('rows', args.rows, 1);
+const CUSTOMERS = wholeNumber('customers', args.customers, 1);
+const memoryMiB = Number(args['memory-mib']);
+if (!(memoryMiB > 0) || !Number.isFinite(memoryMiB)) usageError(`--memory-mib must be a positive number, not '${args['memory-mib']}'`);
+const MEMORY_LIMIT = Math.round(memoryMiB * 2 ** 20);
 const file = args.file ?? path.join(os.tmpdir(), `modelvault-demo-${process.pid}.modelvault`);
+
+/** The demo's file is scratch: removed at the end, on failure and on Ctrl-C, unless --keep. */
+function removeDemoFile(): void {
+  if (args.keep) return;
+  fs.rmSync(file, { force: true });
+  fs.rmSync(`${file}.lock`, { force: true });
+}
+
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  process.on(signal, () => {
+    removeDemoFile();
+    process.stderr.write(`\ndemo interrupted${args.keep ? `; kept ${file}` : ''}\n`);
+    process.exit(code);
+  });
+}
 
 export const Customers = model('customers', {
   id: t.int(),
@@ -163,11 +202,13 @@ async function main(): Promise<void> {
   await copy.close();
 
   line(`\nPeak RSS of this process: ${mib(peakRss())} (cacheSize 64 MiB + memoryLimit ${mib(MEMORY_LIMIT)})`);
-  if (!args.keep) fs.rmSync(file, { force: true });
-  else line(`kept ${file}`);
+  removeDemoFile();
+  if (args.keep) line(`kept ${file}`);
 }
 
 main().catch((err) => {
-  process.stderr.write(`demo failed: ${err?.stack ?? err}\n`);
+  // A ModelVaultError is the user's to act on (a memory limit too small, a full disk): one line.
+  process.stderr.write(err instanceof ModelVaultError ? `demo failed: ${err.code}: ${err.message}\n` : `demo failed: internal error: ${err?.stack ?? err}\n`);
+  removeDemoFile();
   process.exitCode = 1;
 });

@@ -60,6 +60,45 @@ describe('demo', () => {
     expect(demoFile).toBeTruthy();
     expect(fs.existsSync(demoFile!)).toBe(false);
   });
+
+  it('refuses bad flags with one line and the usage, before making a file', async () => {
+    const target = path.join(dir, 'flags.modelvault');
+    for (const flags of [['--rows', 'abc'], ['--rows', '1e3'], ['--customers', '0'], ['--memory-mib', '0'], ['--bogus']]) {
+      const r = await runScript('src/demo.ts', [...flags, '--file', target]);
+      expect(r.code, flags.join(' ')).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/^demo: .+\nusage: npm run demo -- /);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+      expect(fs.existsSync(target)).toBe(false);
+    }
+  });
+
+  it('removes its file when it fails, with the error code on one line', async () => {
+    const target = path.join(dir, 'fails.modelvault');
+    // 0.001 MiB cannot hold the join's partition writers: the analytics step fails with ABORTED.
+    const r = await runScript('src/demo.ts', ['--rows', '3000', '--customers', '300', '--memory-mib', '0.001', '--file', target]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^demo failed: ABORTED: .*raise memoryLimit\n$/);
+    expect(fs.existsSync(target)).toBe(false);
+    expect(fs.existsSync(`${target}.lock`)).toBe(false);
+  });
+
+  it('removes its file when interrupted (Ctrl-C) in the middle of its load', async () => {
+    const target = path.join(dir, 'interrupted.modelvault');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/demo.ts', '--rows', '5000000', '--file', target], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    // The file exists once the load has begun; 5M rows take far longer than this wait.
+    const deadline = Date.now() + 60_000;
+    while (!fs.existsSync(target) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(fs.existsSync(target)).toBe(true);
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toContain('demo interrupted');
+    expect(fs.existsSync(target)).toBe(false);
+    expect(fs.existsSync(`${target}.lock`)).toBe(false);
+  });
 });
 
 const hasScript = (() => {
