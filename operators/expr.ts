@@ -23,9 +23,16 @@ export function exprPaths(e: Expr, out = new Set<string>()): Set<string> {
   return out;
 }
 
+const SHOWN_VALUES = 10;
+const SHOWN_CHARS = 60;
+
 export function exprToString(e: Expr): string {
+  // For reading (explain): long strings and long `in` lists are cut, with their size said.
   const show = (v: unknown): string =>
-    Array.isArray(v) ? `(${v.map(show).join(', ')})` : typeof v === 'bigint' ? `${v}n` : v === null ? 'null' : JSON.stringify(v);
+    Array.isArray(v) ? `(${v.slice(0, SHOWN_VALUES).map(show).join(', ')}${v.length > SHOWN_VALUES ? `, … ${v.length} values` : ''})`
+      : typeof v === 'bigint' ? `${v}n` : v === null ? 'null'
+        : typeof v === 'string' && v.length > SHOWN_CHARS ? `${JSON.stringify(v.slice(0, SHOWN_CHARS))}… (${v.length} chars)`
+          : JSON.stringify(v);
   switch (e.kind) {
     case 'cmp': return `${e.path} ${e.op} ${show(e.value)}`;
     case 'and': return e.items.map((x) => (x.kind === 'or' ? `(${exprToString(x)})` : exprToString(x))).join(' AND ');

@@ -13,6 +13,17 @@ import { insertValidator, validateShape, validateValue, validationError } from '
 
 type Row = Record<string, unknown>;
 
+/**
+ * A key encoding error for component `details.part` restated for the field it holds: the
+ * field becomes the error's path, as validation errors have.
+ */
+function namedKeyError(err: unknown, fields: readonly string[], keyOf: string): unknown {
+  if (!(err instanceof ModelVaultError) || err.code !== 'VALIDATION' || typeof err.details.part !== 'number') return err;
+  const field = fields[err.details.part];
+  if (field === undefined) return err;
+  return validationError(field, `${err.message}, so it cannot be a key of ${keyOf}`);
+}
+
 /** Keys and codec of one catalog version of a collection; shared by readers and writers. */
 export class CollectionLayout {
   readonly codec: RowCodec;
@@ -27,19 +38,32 @@ export class CollectionLayout {
     if (!Array.isArray(parts) || parts.length !== fields.length) {
       throw validationError('key', `expected ${fields.length === 1 ? 'a key value' : `an array of ${fields.length} key values (${fields.join(', ')})`}`);
     }
-    return encodeKey(fields.map((f, i) => {
+    const values = fields.map((f, i) => {
       if (parts[i] === undefined || parts[i] === null) throw validationError(f, 'key value is missing');
       return validateValue(this.meta.fields[f], parts[i], f) as KeyPart;
-    }));
+    });
+    try {
+      return encodeKey(values);
+    } catch (err) {
+      throw namedKeyError(err, fields, 'the primary key');
+    }
   }
 
   rowKey(row: Row): Buffer {
-    return encodeKey(this.primaryKeyParts(row));
+    try {
+      return encodeKey(this.primaryKeyParts(row));
+    } catch (err) {
+      throw namedKeyError(err, this.meta.primaryKey, 'the primary key');
+    }
   }
 
   /** `rowKey` in encodeKeyScratch's shared buffer: valid until the next key is encoded. */
   rowKeyScratch(row: Row): Buffer {
-    return encodeKeyScratch(this.primaryKeyParts(row));
+    try {
+      return encodeKeyScratch(this.primaryKeyParts(row));
+    } catch (err) {
+      throw namedKeyError(err, this.meta.primaryKey, 'the primary key');
+    }
   }
 
   private readonly pkParts: KeyPart[] = [];
@@ -56,7 +80,11 @@ export class CollectionLayout {
   }
 
   indexKey(ix: IndexMeta, row: Row): Buffer {
-    return encodeKey([...this.indexParts(ix, row), ...this.meta.primaryKey.map((f) => row[f] as KeyPart)]);
+    try {
+      return encodeKey([...this.indexParts(ix, row), ...this.meta.primaryKey.map((f) => row[f] as KeyPart)]);
+    } catch (err) {
+      throw namedKeyError(err, [...ix.fields, ...this.meta.primaryKey], `index ${ix.name}`);
+    }
   }
 
   decode(cells: readonly Cell[]): Row {
@@ -145,7 +173,7 @@ export class CollectionWriter {
     if (this.hasUnique) return this.insertChecked(row);
     const indexKeys = this.indexKeys(row); // encoded and size-checked before the first change
     const key = this.layout.rowKeyScratch(row); // after the index keys: the next encodeKey overwrites it
-    this.rows.checkKey(key);
+    this.checkKeySize(this.rows, key, row, this.layout.meta.primaryKey, 'the primary key');
     let result: PutResult | null;
     try {
       // Keys in ascending order (a load by primary key) append to the rightmost leaf, the
@@ -244,7 +272,13 @@ export class CollectionWriter {
       const parts = this.layout.indexParts(ix.meta, row);
       if (parts.some((p) => p === null)) continue; // absent values are not unique-constrained
       const own = ownKey ? this.layout.indexKey(ix.meta, row) : null;
-      for await (const slice of this.etx.slices(ix.meta.tree, prefixBounds(parts))) {
+      let bounds;
+      try {
+        bounds = prefixBounds(parts);
+      } catch (err) {
+        throw namedKeyError(err, ix.meta.fields, `index ${ix.meta.name}`);
+      }
+      for await (const slice of this.etx.slices(ix.meta.tree, bounds)) {
         for (let i = slice.start; i < slice.end; i++) {
           if (own && slice.leaf.key(i).equals(own)) continue;
           throw duplicate(this.layout.meta.name, `unique index ${ix.meta.name}`, parts);
@@ -257,9 +291,20 @@ export class CollectionWriter {
   private indexKeys(row: Row): Buffer[] {
     return this.indexes.map((ix) => {
       const key = this.layout.indexKey(ix.meta, row);
-      ix.tree.checkKey(key);
+      this.checkKeySize(ix.tree, key, row, [...ix.meta.fields, ...this.layout.meta.primaryKey], `index ${ix.meta.name}`);
       return key;
     });
+  }
+
+  /** The tree's key size limit, its error naming the field with the longest value. */
+  private checkKeySize(tree: BTreeWriter, key: Buffer, row: Row, fields: readonly string[], keyOf: string): void {
+    try {
+      tree.checkKey(key);
+    } catch (err) {
+      const size = (f: string) => (typeof row[f] === 'string' ? Buffer.byteLength(row[f] as string) : 0);
+      const longest = fields.reduce((a, b) => (size(b) > size(a) ? b : a));
+      throw validationError(longest, `${(err as Error).message}, so the row cannot be a key of ${keyOf} (${fields.join(', ')})`);
+    }
   }
 
   /**

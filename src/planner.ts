@@ -5,7 +5,7 @@
 import { countRangeSync, type KeyBounds } from '../storage/btree.js';
 import type { TreeReader } from '../storage/engine.js';
 import { ModelVaultError } from '../storage/errors.js';
-import { encodeKey, type KeyPart } from '../storage/keys.js';
+import { encodeKey, keyPartFits, type KeyPart } from '../storage/keys.js';
 import { AggregateOp, type AggregateSpec } from '../operators/aggregate-op.js';
 import { valueAt, type Batch, type Vector } from '../operators/batch.js';
 import { exprPaths, exprToString, type CmpOp, type Expr } from '../operators/expr.js';
@@ -363,7 +363,9 @@ function keyRange(fields: readonly string[], conjuncts: readonly Expr[]): {
   const text: string[] = [];
   /** The conjuncts the bounds stand for (a later range conjunct on one side replaces an earlier one). */
   const used = new Set<Expr>();
-  const cmps = conjuncts.filter((c): c is Extract<Expr, { kind: 'cmp' }> => c.kind === 'cmp');
+  // A value too long to be a key part (a string over 4 KiB) cannot bound a key range; it stays
+  // in the filter. (No stored key holds it, but a range from it still matches shorter keys.)
+  const cmps = conjuncts.filter((c): c is Extract<Expr, { kind: 'cmp' }> => c.kind === 'cmp' && keyPartFits(c.value as KeyPart));
   for (const f of fields) {
     const e = cmps.find((c) => c.path === f && c.op === '=');
     if (!e) break;

@@ -17,28 +17,44 @@ const raw = Buffer.allocUnsafe(4 * MAX_KEY_PART_BYTES);
 /** The escaped key is assembled here, then copied out at its exact length. */
 let assembled = Buffer.allocUnsafe(1024);
 
-/** Writes one component's ordered-binary bytes to `raw`; returns their length. */
-function writePart(part: KeyPart): number {
+/**
+ * Writes one component's ordered-binary bytes to `raw`; returns their length. Errors carry the
+ * component's position (`details.part`), so a caller that knows the key's fields can name one.
+ */
+function writePart(part: KeyPart, index: number): number {
   if (part === null || part === undefined) return writeKey(null, raw, 0);
   if (part instanceof Date) {
     const ms = part.getTime();
-    if (Number.isNaN(ms)) throw new ModelVaultError('VALIDATION', 'an invalid Date cannot be part of a key', {});
+    if (Number.isNaN(ms)) throw partError(index, 'an invalid Date cannot be part of a key');
     return writeKey(ms === 0 ? 0 : ms, raw, 0);
   }
   if (typeof part === 'number') {
-    if (Number.isNaN(part)) throw new ModelVaultError('VALIDATION', 'NaN cannot be part of a key', {});
+    if (Number.isNaN(part)) throw partError(index, 'NaN cannot be part of a key');
     return writeKey(part === 0 ? 0 : part, raw, 0); // -0 and 0 are one key
   }
   if (typeof part === 'bigint') {
-    if (part < -(2n ** 63n) || part >= 2n ** 63n) throw new ModelVaultError('VALIDATION', 'a bigint key must fit in 64 bits', {});
+    if (part < -(2n ** 63n) || part >= 2n ** 63n) throw partError(index, 'a bigint key must fit in 64 bits');
     return writeKey(part, raw, 0);
   }
   // Refuse long strings before encoding them, so `raw` always has room.
   if (typeof part === 'string' && part.length > MAX_KEY_PART_BYTES / 3 && Buffer.byteLength(part, 'utf8') > MAX_KEY_PART_BYTES) {
-    throw new ModelVaultError('VALIDATION', `key component of ${Buffer.byteLength(part, 'utf8')} bytes exceeds ${MAX_KEY_PART_BYTES}`, {});
+    throw tooLong(index, Buffer.byteLength(part, 'utf8'));
   }
   if (typeof part === 'string' || typeof part === 'boolean') return writeKey(part, raw, 0);
-  throw new ModelVaultError('VALIDATION', `a ${typeof part} cannot be part of a key`, {});
+  throw partError(index, `a ${typeof part} cannot be part of a key`);
+}
+
+const partError = (index: number, message: string) => new ModelVaultError('VALIDATION', message, { part: index });
+const tooLong = (index: number, bytes: number) => partError(index, `a key part of ${bytes} bytes is longer than the ${MAX_KEY_PART_BYTES} a key part may take`);
+
+/** Whether `part` can be encoded as a key component (strings are limited to 4 KiB). */
+export function keyPartFits(part: KeyPart): boolean {
+  if (typeof part !== 'string') return true;
+  try {
+    return writePart(part, 0) <= MAX_KEY_PART_BYTES;
+  } catch {
+    return false;
+  }
 }
 
 /** The key bytes of a composite key (one part for a single-field key). */
@@ -67,10 +83,8 @@ let scratchViewsOf: Buffer | null = null;
 function assemble(parts: readonly KeyPart[]): number {
   let at = 0;
   for (let p = 0; p < parts.length; p++) {
-    const length = writePart(parts[p]);
-    if (length > MAX_KEY_PART_BYTES) {
-      throw new ModelVaultError('VALIDATION', `key component of ${length} bytes exceeds ${MAX_KEY_PART_BYTES}`, {});
-    }
+    const length = writePart(parts[p], p);
+    if (length > MAX_KEY_PART_BYTES) throw tooLong(p, length);
     if (at + 2 * length + TERMINATOR.length > assembled.byteLength) {
       const grown = Buffer.allocUnsafe(Math.max(2 * assembled.byteLength, at + 2 * length + TERMINATOR.length));
       assembled.copy(grown, 0, 0, at);
