@@ -15,7 +15,7 @@ import {
 import { Collection } from './collection.js';
 import { CollectionLayout, CollectionWriter } from './collection-writer.js';
 import { Model, asModel, isModelLike } from './model.js';
-import { DatabaseScope, TxScope, type Scope } from './scope.js';
+import { DatabaseScope, TxScope, refuseInsideTransaction, type Scope } from './scope.js';
 import type { Query, QueryHost } from './query.js';
 import { compileSql } from './sql.js';
 
@@ -239,6 +239,11 @@ export class Database implements AsyncDisposable {
    */
   transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
     if (typeof fn !== 'function') return Promise.reject(new ModelVaultError('VALIDATION', 'transaction() needs a function', { path: 'fn' }));
+    try {
+      refuseInsideTransaction(this.engine, 'db.transaction()', 'there are no nested transactions: write through the callback\'s tx, or through the database, which joins it');
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.engine.write(async (etx) => {
       const scope = new TxScope(this.engine, etx);
       try {
@@ -313,7 +318,8 @@ export class Database implements AsyncDisposable {
    * Rewrites the live data without free space; the file shrinks.
    * @example const { bytesBefore, bytesAfter } = await db.compact();
    */
-  compact(): Promise<{ bytesBefore: number; bytesAfter: number }> {
+  async compact(): Promise<{ bytesBefore: number; bytesAfter: number }> {
+    refuseInsideTransaction(this.engine, 'db.compact()', 'call it after the transaction');
     return this.engine.compact();
   }
 
@@ -340,7 +346,8 @@ export class Database implements AsyncDisposable {
    * Waits for running writes, then closes the file and releases the lock.
    * @example await db.close();
    */
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    refuseInsideTransaction(this.engine, 'db.close()', 'call it after the transaction');
     return this.engine.close();
   }
 

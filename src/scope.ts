@@ -59,9 +59,24 @@ export class DatabaseScope implements Scope {
   }
 }
 
+/**
+ * Throws for a call that would wait for every writer to finish (a new transaction, compact,
+ * close) when it is made from inside a transaction callback of the same database: it would
+ * wait for the transaction it is part of, forever.
+ */
+export function refuseInsideTransaction(engine: StorageEngine, call: string, instead: string): void {
+  const joined = activeTxn.getStore();
+  if (joined && joined.engine === engine && joined.tx.isOpen) {
+    throw new ModelVaultError('LOCKED', `${call} inside a db.transaction() callback of the same database would wait for that transaction forever; ${instead}`, { call });
+  }
+}
+
 export class TxScope implements Scope {
   private closed = false;
   constructor(readonly engine: StorageEngine, readonly etx: EngineTxn) {}
+
+  /** Until the callback's last operation has finished (a timer it set may fire later). */
+  get isOpen(): boolean { return !this.closed; }
 
   write<T>(fn: (etx: EngineTxn) => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(closedError());

@@ -281,6 +281,28 @@ describe.each(MODES)('db.transaction (%s)', (mode) => {
     expect(await accounts.count()).toBe(11);
   });
 
+  it('db.transaction(), compact() and close() inside a callback are LOCKED at once, not a wait for itself', async () => {
+    const { db, accounts } = await setup(mode);
+    const n = await db.transaction(async (tx) => {
+      await tx.collection(Accounts).insert(account(100));
+      const nested = await expectCode(db.transaction(async () => accounts.insert(account(101))), 'LOCKED');
+      expect(nested.message).toMatch(/no nested transactions/);
+      await expectCode(db.compact(), 'LOCKED');
+      await expectCode(db.close(), 'LOCKED');
+      await tx.collection(Accounts).insert(account(102)); // the transaction goes on
+      return accounts.count();
+    });
+    expect(n).toBe(12);
+    expect((await state(accounts)).map((a) => a.id)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 100, 102]);
+    // A timer set inside the callback that fires after the commit is not inside it any more.
+    const later = gate<number>();
+    await db.transaction(async () => {
+      setTimeout(() => { db.transaction(async (tx) => tx.collection(Accounts).insert(account(103))).then(() => later.open(1), () => later.open(0)); }, 20);
+    });
+    expect(await later.promise).toBe(1);
+    expect(await accounts.get(103)).toEqual(account(103));
+  });
+
   it('a DUPLICATE_KEY (or VALIDATION) caught inside keeps the earlier writes, and the commit succeeds', async () => {
     const { db, accounts } = await setup(mode);
     await accounts.update(5, { email: 'taken@x.y' });
