@@ -227,7 +227,7 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
 
   /** Rows one at a time, pulled on demand. */
   override [Symbol.asyncIterator](): AsyncIterator<Row> {
-    return new RowIterator<Row>(this.execute());
+    return new RowIterator<Row>(this.execute(), this.state.options.signal);
   }
 
   /**
@@ -315,6 +315,7 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
         return;
       }
       for await (const batch of run(planned.root, ctx)) {
+        throwIfAborted(ctx.signal); // whatever the operators check, no batch leaves after an abort
         if (batch.length > 0) yield { batch, planned };
       }
     } finally {
@@ -337,12 +338,13 @@ class RowIterator<Row> implements AsyncIterableIterator<Row> {
   /** The last next() that had to wait; later calls queue behind it so results stay in order. */
   private pending: Promise<IteratorResult<Row>> | null = null;
 
-  constructor(private readonly source: AsyncGenerator<{ batch: Batch; planned: PlannedQuery }>) {}
+  constructor(private readonly source: AsyncGenerator<{ batch: Batch; planned: PlannedQuery }>, private readonly signal: AbortSignal | undefined) {}
 
   [Symbol.asyncIterator](): this { return this; }
 
   next(): Promise<IteratorResult<Row>> {
-    if (this.pending === null && this.at < this.length) return Promise.resolve({ value: this.rowAt(this.at++), done: false });
+    // The signal is read per row: rows of a batch already made are not handed out once aborted.
+    if (this.pending === null && this.at < this.length && this.signal?.aborted !== true) return Promise.resolve({ value: this.rowAt(this.at++), done: false });
     const step = () => this.step();
     const p = this.pending === null ? this.step() : this.pending.then(step, step);
     this.pending = p;
@@ -352,8 +354,15 @@ class RowIterator<Row> implements AsyncIterableIterator<Row> {
   }
 
   private step(): Promise<IteratorResult<Row>> {
+    if (!this.finished && this.signal?.aborted === true) return this.abort();
     if (this.at < this.length) return Promise.resolve({ value: this.rowAt(this.at++), done: false });
     return this.refill();
+  }
+
+  private async abort(): Promise<never> {
+    await this.return();
+    throwIfAborted(this.signal);
+    throw new Error('internal: abort() without an aborted signal');
   }
 
   private async refill(): Promise<IteratorResult<Row>> {
