@@ -15,6 +15,7 @@ import {
 import { Collection } from './collection.js';
 import { CollectionLayout, CollectionWriter } from './collection-writer.js';
 import { Model, asModel, isModelLike } from './model.js';
+import { refuseUnknownOptions } from './validate.js';
 import { DatabaseScope, TxScope, refuseInsideTransaction, type Scope } from './scope.js';
 import type { Query, QueryHost } from './query.js';
 import { compileSql } from './sql.js';
@@ -46,10 +47,15 @@ export interface DatabaseStats extends StorageStats {
 
 const DEFAULT_MEMORY_LIMIT = 256 * 2 ** 20;
 
+const OPEN_OPTIONS = ['cacheSize', 'memoryLimit', 'readOnly', 'create', 'recovery', 'lockTimeoutMs', 'pageSize'];
+/** The pager's write-out threshold, which tests and benchmarks set (not in OpenOptions). */
+const INTERNAL_OPEN_OPTIONS = ['maxDirtyBytes'];
+
 function checkOptions(opts: OpenOptions): void {
   if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) {
     throw new ModelVaultError('VALIDATION', 'options must be an object', { path: 'options' });
   }
+  refuseUnknownOptions(opts, OPEN_OPTIONS, INTERNAL_OPEN_OPTIONS);
   const positive = (name: keyof OpenOptions, min: number) => {
     const v = opts[name];
     if (v === undefined) return;

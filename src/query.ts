@@ -12,6 +12,7 @@ import type { AggregateSpec } from '../operators/aggregate-op.js';
 import type { Model } from './model.js';
 import { planQuery, type PlannedQuery } from './planner.js';
 import type { Scope } from './scope.js';
+import { refuseUnknownOptions } from './validate.js';
 
 export type { CmpOp } from '../operators/expr.js';
 
@@ -216,6 +217,8 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
    * @example q.options({ signal: AbortSignal.timeout(5000), memoryLimit: 8 * 2 ** 20 })
    */
   options(opts: QueryOptions): Query<Row> {
+    if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new ModelVaultError('VALIDATION', 'options must be an object', { path: 'options' });
+    refuseUnknownOptions(opts, ['signal', 'memoryLimit']);
     if (opts.memoryLimit !== undefined && (typeof opts.memoryLimit !== 'number' || !(opts.memoryLimit > 0) || !Number.isFinite(opts.memoryLimit))) {
       throw new ModelVaultError('VALIDATION', 'memoryLimit must be a positive number of bytes', { path: 'memoryLimit' });
     }

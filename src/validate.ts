@@ -26,6 +26,18 @@ function describe(v: unknown): string {
   return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
 
+/**
+ * A misspelt option would otherwise be ignored without a word (a `memorylimit` that limits
+ * nothing): every key must be one of `known`, or of `internal` (accepted, not advertised).
+ */
+export function refuseUnknownOptions(opts: object, known: readonly string[], internal: readonly string[] = []): void {
+  for (const key of Object.keys(opts)) {
+    if (known.includes(key) || internal.includes(key)) continue;
+    const near = known.find((k) => k.toLowerCase() === key.toLowerCase());
+    throw new ModelVaultError('VALIDATION', `unknown option ${JSON.stringify(key)}${near ? ` (did you mean ${near}?)` : ''}; the options are ${known.join(', ')}`, { path: key });
+  }
+}
+
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
   const proto = Object.getPrototypeOf(v);

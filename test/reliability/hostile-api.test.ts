@@ -109,6 +109,7 @@ describe('hostile input through the public API', () => {
       { pageSize: 1000 }, { pageSize: 3 * 16384 }, { pageSize: 2 ** 21 }, { pageSize: NaN }, { pageSize: -16384 },
       { recovery: 'maybe' }, { recovery: 1 }, { lockTimeoutMs: -5 }, { lockTimeoutMs: NaN },
       { readOnly: 'yes' }, { readOnly: 1 }, { create: 'no' }, { create: 0 },
+      { memorylimit: 2 ** 20 }, { cachesize: 2 ** 20 }, { cacheSize: 2 ** 20, bogus: true }, // misspelt, unknown
     ];
     for (const o of badOptions) await hostile(`open(file, ${JSON.stringify(o)})`, open(file, o), 'VALIDATION');
     for (const o of [null, 42, 'fast', [1, 2], () => ({})]) await hostile(`open(file, ${String(o)})`, open(file, o), 'VALIDATION');
@@ -248,6 +249,8 @@ describe('hostile input through the public API', () => {
       ...([-1, 0, NaN, -Infinity, Infinity, '1MB', {}, 1e-300] as unknown[]).map((m): [string, () => unknown] =>
         [`options({ memoryLimit: ${String(m)} })`, () => q().orderBy('price').options({ memoryLimit: m as number })]),
       ['options({ signal: "x" })', () => q().options({ signal: 'x' as never })],
+      ['options({ memorylimit })', () => q().orderBy('price').options({ memorylimit: 2 ** 20 } as never)],
+      ['options(null)', () => q().options(null as never)],
       ['options(aborted signal)', () => q().options({ signal: AbortSignal.abort() })],
       ['select()', () => q().select()],
       ['select(123)', () => q().select(123 as never)],
