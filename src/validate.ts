@@ -23,7 +23,20 @@ function describe(v: unknown): string {
   if (Array.isArray(v)) return 'an array';
   if (v instanceof Date) return 'a Date';
   if (v instanceof Uint8Array) return 'bytes';
-  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+  if (typeof v !== 'object') return `a ${typeof v}`;
+  const kind = classOf(v);
+  return kind ? `an instance of ${kind}` : 'an object';
+}
+
+/** The class name of a non-plain object ('Map', 'Set', a user's class), or '' (hostile objects included). */
+function classOf(v: object): string {
+  try {
+    const ctor = (Object.getPrototypeOf(v) as { constructor?: unknown } | null)?.constructor;
+    const name = typeof ctor === 'function' ? ctor.name : '';
+    return typeof name === 'string' && name !== 'Object' && /^[\w$]{1,40}$/.test(name) ? name : '';
+  } catch {
+    return '';
+  }
 }
 
 /**
@@ -219,8 +232,12 @@ function isUrl(s: string): boolean {
   }
 }
 
-/** json values: msgpack-encodable, bounded depth, no prototype keys. */
-function checkJson(v: unknown, path: string, depth: number): void {
+/**
+ * json values: msgpack-encodable, bounded depth, no prototype keys. `within` holds the arrays
+ * and objects the value sits in, so a cycle is named as one rather than as too deep a nesting.
+ */
+function checkJson(v: unknown, path: string, depth: number, within: object[] = []): void {
+  if (typeof v === 'object' && v !== null && within.includes(v)) throw validationError(path, 'the value contains itself (a cycle)');
   if (depth > MAX_JSON_DEPTH) throw validationError(path, `nesting deeper than ${MAX_JSON_DEPTH} levels`);
   if (v === null || v === undefined || typeof v === 'string' || typeof v === 'boolean' || typeof v === 'number' || typeof v === 'bigint') return;
   if (v instanceof Date) {
@@ -229,14 +246,18 @@ function checkJson(v: unknown, path: string, depth: number): void {
   }
   if (v instanceof Uint8Array) return;
   if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) checkJson(v[i], path, depth + 1);
+    within.push(v);
+    for (let i = 0; i < v.length; i++) checkJson(v[i], path, depth + 1, within);
+    within.pop();
     return;
   }
   if (isPlainObject(v)) {
+    within.push(v);
     for (const key of Object.keys(v)) {
       if (key === '__proto__') throw validationError(join(path, key), 'the key __proto__ is not allowed');
-      checkJson(v[key], join(path, key), depth + 1);
+      checkJson(v[key], join(path, key), depth + 1, within);
     }
+    within.pop();
     return;
   }
   throw validationError(path, `${describe(v)} cannot be stored in a json field`);

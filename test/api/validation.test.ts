@@ -319,6 +319,23 @@ describe.each(MODES)('hostile input (%s)', (mode) => {
     await c.insert({ id: 1, j: ok });
     expect((await c.get(1))!.j).toEqual(ok);
   });
+
+  it('a json value that contains itself is named a cycle where it closes; shared parts are not cycles', async () => {
+    const { c } = await setup(mode);
+    const loop: Record<string, unknown> = { name: 'x', child: { list: [1] } };
+    ((loop.child as Record<string, unknown>).list as unknown[]).push(loop);
+    const err = await expectCode(c.insert({ id: 1, j: loop }), 'VALIDATION');
+    expect(err.message).toBe('j.child.list: the value contains itself (a cycle)');
+    expect(err.details.path).toBe('j.child.list');
+    const shared = { a: 1 };
+    await c.insert({ id: 2, j: { x: shared, y: [shared, shared] } });
+    expect((await c.get(2))!.j).toEqual({ x: { a: 1 }, y: [{ a: 1 }, { a: 1 }] });
+    // Objects that are not plain data say what they are.
+    class Point { x = 1; }
+    expect((await expectCode(c.insert({ id: 3, j: new Point() }), 'VALIDATION')).message).toBe('j: an instance of Point cannot be stored in a json field');
+    expect((await expectCode(c.insert({ id: 3, j: { m: new Map() } }), 'VALIDATION')).message).toBe('j.m: an instance of Map cannot be stored in a json field');
+    expect(await c.count()).toBe(1);
+  });
 });
 
 describe.each(MODES)('exact round trips (%s)', (mode) => {
