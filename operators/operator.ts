@@ -4,7 +4,7 @@
 import type { TreeReader } from '../storage/engine.js';
 import { ModelVaultError } from '../storage/errors.js';
 import type { MemoryPool, Reservation } from '../storage/memory-pool.js';
-import { spillIoPages, type SpillSpace } from '../storage/spill-space.js';
+import { spillIoPages, type SpillRuns } from '../storage/spill-space.js';
 import type { Batch, Vector } from './batch.js';
 
 export interface OperatorStats {
@@ -20,7 +20,7 @@ export interface OperatorStats {
 export interface ExecContext {
   readonly signal?: AbortSignal;
   readonly memory: MemoryPool;
-  readonly spill: SpillSpace;
+  readonly spill: SpillRuns;
   /** The committed snapshot (or write transaction) the query reads. */
   readonly reader: TreeReader;
   readonly batchSize: number;

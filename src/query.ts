@@ -5,6 +5,7 @@ import { AsyncIterableX } from 'ix/asynciterable/asynciterablex';
 import { Readable } from 'node:stream';
 import { ModelVaultError } from '../storage/errors.js';
 import { MemoryPool } from '../storage/memory-pool.js';
+import type { SpillGroup, SpillSpace } from '../storage/spill-space.js';
 import type { Batch } from '../operators/batch.js';
 import type { CmpOp, Expr } from '../operators/expr.js';
 import { explainTree, run, throwIfAborted, type ExecContext, type Operator, type OperatorStats } from '../operators/operator.js';
@@ -93,9 +94,40 @@ export interface QueryState {
 export interface QueryHost {
   readonly scope: Scope;
   readonly memoryLimit: number;
-  readonly spill: ExecContext['spill'];
+  readonly spill: SpillSpace;
   readonly batchSize: number;
 }
+
+/**
+ * What a running query holds outside its own objects: a pin on its snapshot and its spill runs.
+ * Both go when the query ends (its last row, break, an error, an abort), through the pipeline's
+ * finally blocks; but an iterator dropped half-way, never finished nor returned, runs none of
+ * them. Its hold is then released when the iterator is garbage collected: otherwise the pin
+ * would keep every page it reaches from reuse (the file grows under later writes) and the spill
+ * pages would stay taken until close.
+ */
+class QueryHold {
+  private release: (() => void) | null = null;
+  constructor(readonly spill: SpillGroup) {}
+
+  pin(release: () => void): void { this.release = release; }
+
+  end(): void {
+    abandonedQueries.unregister(this);
+    const release = this.release;
+    this.release = null;
+    release?.();
+    this.spill.dropAll();
+  }
+}
+
+const abandonedQueries = new FinalizationRegistry<QueryHold>((hold) => {
+  try {
+    hold.end();
+  } catch {
+    // the database was closed meanwhile: nothing is left to release
+  }
+});
 
 export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
   /** @internal */
@@ -230,15 +262,21 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
 
   /** Rows one at a time, pulled on demand. */
   override [Symbol.asyncIterator](): AsyncIterator<Row> {
-    return new RowIterator<Row>(this.execute(), this.state.options.signal);
+    const hold = this.hold();
+    return watched(new RowIterator<Row>(this.execute({ hold }), this.state.options.signal), hold);
+  }
+
+  private hold(): QueryHold {
+    return new QueryHold(this.host.spill.group());
   }
 
   /**
    * Arrays of rows, one per internal batch (about a thousand rows): far less per-row overhead.
    * @example for await (const rows of q.batches()) total += rows.length;
    */
-  async *batches(): AsyncGenerator<Row[]> {
-    for await (const { batch, planned } of this.execute()) yield planned.toRows(batch) as Row[];
+  batches(): AsyncGenerator<Row[]> {
+    const hold = this.hold();
+    return watched(rowBatches(this.execute({ hold })), hold);
   }
 
   /** All rows in an array. @example const rows = await q.toArray(); */
@@ -304,15 +342,17 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
   }
 
   /** Runs the plan; `memory` may be passed in to read its peak afterwards (explain analyze). */
-  private async *execute(opts: { countOnly?: boolean; stats?: Map<Operator, OperatorStats>; memory?: MemoryPool } = {}): AsyncGenerator<{ batch: Batch; planned: PlannedQuery }> {
+  private async *execute(opts: { countOnly?: boolean; stats?: Map<Operator, OperatorStats>; memory?: MemoryPool; hold?: QueryHold } = {}): AsyncGenerator<{ batch: Batch; planned: PlannedQuery }> {
     // An already-aborted signal fails at once, even when no operator would run (count of a
     // whole collection, an empty collection).
     throwIfAborted(this.state.options.signal);
+    const hold = opts.hold ?? this.hold();
     const { reader, release } = this.host.scope.openReader();
+    hold.pin(release);
     const memory = opts.memory ?? new MemoryPool(this.state.options.memoryLimit ?? this.host.memoryLimit);
     try {
       const planned = planQuery(this.state, reader, { countOnly: opts.countOnly ?? false, sync: false });
-      const ctx: ExecContext = { signal: this.state.options.signal, memory, spill: this.host.spill, reader, batchSize: this.host.batchSize, stats: opts.stats, dynamicFilters: new Map() };
+      const ctx: ExecContext = { signal: this.state.options.signal, memory, spill: hold.spill, reader, batchSize: this.host.batchSize, stats: opts.stats, dynamicFilters: new Map() };
       if (planned.constantCount !== null) {
         yield { batch: { length: planned.constantCount, vectors: new Map() }, planned };
         return;
@@ -322,9 +362,19 @@ export class Query<Row = Record<string, unknown>> extends AsyncIterableX<Row> {
         if (batch.length > 0) yield { batch, planned };
       }
     } finally {
-      release();
+      hold.end();
     }
   }
+}
+
+/** `iterator`, with its query's hold released when it is garbage collected unfinished. */
+function watched<T extends object>(iterator: T, hold: QueryHold): T {
+  abandonedQueries.register(iterator, hold, hold);
+  return iterator;
+}
+
+async function* rowBatches(source: AsyncGenerator<{ batch: Batch; planned: PlannedQuery }>): AsyncGenerator<any[]> {
+  for await (const { batch, planned } of source) yield planned.toRows(batch);
 }
 
 /**

@@ -17,6 +17,15 @@ export function spillIoPages(bytes: number, pageSize: number): number {
 
 interface Extent { start: number; pages: number }
 
+/** Where operators create their runs: the database's spill space, or a group of it. */
+export interface SpillRuns {
+  readonly pageSize: number;
+  createRun(label: string, extentPages?: number): SpillRunWriter;
+}
+
+/** A writer or run that a group still holds; `discard` releases its pages. */
+interface Held { discard(): void }
+
 export class SpillSpace {
   runsWritten = 0;
   bytesWritten = 0;
@@ -31,8 +40,37 @@ export class SpillSpace {
    * allocated at the first record, is all the memory it holds.
    */
   createRun(label: string, extentPages?: number): SpillRunWriter {
-    return new SpillRunWriter(this, this.pager(), label, extentPages);
+    return new SpillRunWriter(this, this.pager(), label, extentPages, null);
   }
+
+  /** A group of runs in this space that can be dropped together (see SpillGroup). */
+  group(): SpillGroup {
+    return new SpillGroup(this, this.pager);
+  }
+}
+
+/**
+ * The runs of one consumer: every writer it starts and every run those finish, until dropped
+ * or aborted. `dropAll()` releases what is left, for a consumer that cannot run its own
+ * cleanup (a query whose iterator was dropped without being finished or returned).
+ */
+export class SpillGroup implements SpillRuns {
+  private readonly held = new Set<Held>();
+  constructor(private readonly space: SpillSpace, private readonly pager: () => Pager) {}
+
+  get pageSize(): number { return this.space.pageSize; }
+
+  createRun(label: string, extentPages?: number): SpillRunWriter {
+    return new SpillRunWriter(this.space, this.pager(), label, extentPages, this.held);
+  }
+
+  /** Pages still held by the group's writers and runs are released. */
+  dropAll(): void {
+    for (const h of [...this.held]) h.discard();
+    this.held.clear();
+  }
+
+  get size(): number { return this.held.size; }
 }
 
 /**
@@ -53,7 +91,14 @@ export class SpillRunWriter {
   private readonly pagesPerExtent: number;
   private readonly bodyBytes: number;
 
-  constructor(private readonly space: SpillSpace, private readonly pager: Pager, readonly label: string, extentPages?: number) {
+  constructor(
+    private readonly space: SpillSpace,
+    private readonly pager: Pager,
+    readonly label: string,
+    extentPages: number | undefined,
+    private readonly group: Set<Held> | null,
+  ) {
+    group?.add(this);
     this.pagesPerExtent = extentPages ?? spillIoPages(MAX_EXTENT_BYTES, pager.pageSize);
     if (!Number.isInteger(this.pagesPerExtent) || this.pagesPerExtent < 1) throw new Error(`internal: spill extent of ${extentPages} pages`);
     this.bodyBytes = pager.pageSize - PAGE_HEADER_BYTES;
@@ -70,16 +115,22 @@ export class SpillRunWriter {
   async finish(): Promise<SpillRun> {
     if (this.used > 0) await this.flush();
     this.done = true;
+    this.image = null; // a group may hold the writer until its run is dropped
     this.space.runsWritten++;
-    return new SpillRun(this.pager, this.extents.slice(), this.records, this.bytes);
+    this.group?.delete(this);
+    return new SpillRun(this.pager, this.extents.slice(), this.records, this.bytes, this.group);
   }
 
   /** Releases whatever was written (an operator that failed or was stopped). */
   abort(): void {
     this.done = true;
+    this.image = null;
     for (const e of this.extents) this.pager.releaseSpill(e.start);
     this.extents.length = 0;
+    this.group?.delete(this);
   }
+
+  discard(): void { this.abort(); }
 
   private async write(bytes: Uint8Array): Promise<void> {
     const pageSize = this.pager.pageSize, capacity = this.pagesPerExtent * this.bodyBytes;
@@ -122,7 +173,10 @@ export class SpillRun {
     private readonly extents: readonly Extent[],
     readonly recordCount: number,
     readonly byteLength: number,
-  ) {}
+    private readonly group: Set<Held> | null = null,
+  ) {
+    group?.add(this);
+  }
 
   /**
    * The records in order. Each is a view of a buffer the run reuses: valid until the next
@@ -175,7 +229,10 @@ export class SpillRun {
     if (this.dropped) return;
     this.dropped = true;
     for (const e of this.extents) this.pager.releaseSpill(e.start);
+    this.group?.delete(this);
   }
+
+  discard(): void { this.drop(); }
 
   [Symbol.dispose](): void {
     this.drop();

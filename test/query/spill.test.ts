@@ -329,8 +329,9 @@ describe.each(MODES)('bounded memory: spilling operators under a 1 MiB limit (%s
   });
 
   it('aborting mid-spill (while writing runs, and while merging) gives ABORTED and releases the spill space', async () => {
+    // Each query creates its runs through a group of the spill space: the third run aborts.
     const spill = db.host.spill;
-    const createRun = spill.createRun;
+    const group = spill.group;
     try {
       for (const make of [
         () => orders.query().orderBy('amount'),
@@ -339,18 +340,23 @@ describe.each(MODES)('bounded memory: spilling operators under a 1 MiB limit (%s
       ]) {
         const ac = new AbortController();
         let runs = 0;
-        spill.createRun = function (this: typeof spill, label: string) {
-          if (++runs === 3) ac.abort(new Error('enough'));
-          return createRun.call(this, label);
+        spill.group = function (this: typeof spill) {
+          const g = group.call(this);
+          const createRun = g.createRun;
+          g.createRun = (label: string, extentPages?: number) => {
+            if (++runs === 3) ac.abort(new Error('enough'));
+            return createRun.call(g, label, extentPages);
+          };
+          return g;
         };
         await expectCode(() => make().options({ signal: ac.signal }).toArray(), 'ABORTED');
-        spill.createRun = createRun;
+        spill.group = group;
         expect(runs).toBeGreaterThanOrEqual(3);
         expect(db.stats().spill.pagesInUse).toBe(0);
         expect(db.stats().snapshots).toBe(0);
       }
     } finally {
-      spill.createRun = createRun;
+      spill.group = group;
     }
 
     // Aborted while the merge holds every run: after the first row of a spilled sort.

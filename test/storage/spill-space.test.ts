@@ -129,6 +129,38 @@ describe.each(MODES)('spill space (%s)', (mode) => {
     expect(engine.stats().spill.pagesInUse).toBe(0);
   });
 
+  it('a group drops at once what its writers and runs still hold, and forgets what they gave back', async () => {
+    const engine = await openEngine(mode, { pageSize: PAGE_SIZE });
+    const group = engine.spill.group();
+    const records = Array.from({ length: 6 }, (_, i) => seededBytes(i, 100_000));
+    const finished: SpillRun[] = [];
+    for (let k = 0; k < 3; k++) {
+      const w = group.createRun(`run ${k}`);
+      for (const r of records) await w.append(r);
+      finished.push(await w.finish());
+    }
+    const unfinished = group.createRun('unfinished');
+    await unfinished.append(seededBytes(9, 2 * MiB)); // past one extent: pages already written
+    const aborted = group.createRun('aborted');
+    await aborted.append(seededBytes(8, 2 * MiB));
+    aborted.abort();
+    finished[0].drop();
+    expect(group.size).toBe(3); // runs 1 and 2, and the unfinished writer
+    expect(await readAll(finished[1])).toEqual(records.map(describeCell));
+    expect(engine.stats().spill.pagesInUse).toBeGreaterThan(0);
+
+    group.dropAll();
+    expect(group.size).toBe(0);
+    expect(engine.stats().spill.pagesInUse).toBe(0);
+    await expectCode((async () => { for await (const _ of finished[2].records()); })(), 'ABORTED');
+    // Runs outside any group are not touched by a group.
+    const outside = await writeRun(engine, records);
+    engine.spill.group().dropAll();
+    expect(await readAll(outside)).toEqual(records.map(describeCell));
+    outside.drop();
+    expect(engine.stats().spill.pagesInUse).toBe(0);
+  });
+
   it('commits while spill pages are in use keep verify() ok, and dropped spill pages are reused', async () => {
     const engine = await openEngine(mode, { pageSize: PAGE_SIZE });
     await commitRows(engine, 0);
