@@ -201,5 +201,5 @@ export function modelFromMeta(meta: CollectionMeta): Model {
   return new Model(meta.name, shape, {
     primaryKey: [...meta.primaryKey],
     indexes: meta.indexes.map((ix) => ({ name: ix.name, fields: [...ix.fields], unique: ix.unique })),
-  });
+  }, true);
 }

@@ -1,6 +1,7 @@
 // `model()`: a named shape with a primary key and indexes, checked once when defined.
 import { ModelVaultError } from '../storage/errors.js';
-import type { FieldKind, FieldSpec, InferInputShape, InferShape, Shape } from './types.js';
+import type { Constraints, FieldKind, FieldSpec, InferInputShape, InferShape, Shape } from './types.js';
+import { validateValue } from './validate.js';
 
 export interface IndexDefinition<F extends string = string> {
   readonly name: string;
@@ -26,15 +27,17 @@ export class Model<S extends Shape = Shape, Name extends string = string> {
   readonly primaryKey: readonly string[];
   readonly indexes: readonly { name: string; fields: readonly string[]; unique: boolean }[];
 
-  constructor(readonly name: Name, readonly shape: S, options: ModelOptions<S>) {
+  /** `stored`: a schema read back from a file, whose fields were checked when first defined. */
+  constructor(readonly name: Name, readonly shape: S, options: ModelOptions<S>, stored = false) {
     if (typeof name !== 'string' || !NAME_PATTERN.test(name) || name.length > 128) {
       throw invalid('name', `model name must match ${NAME_PATTERN} (got ${String(name)})`);
     }
     if (!shape || typeof shape !== 'object') throw invalid('shape', 'model shape must be an object of t.* fields');
     const fields: Record<string, FieldSpec> = Object.create(null);
-    for (const [field, type] of Object.entries(shape)) checkField(field, type?.spec, field, fields);
+    for (const [field, type] of Object.entries(shape)) checkField(field, type?.spec, field, fields, !stored);
     this.fields = fields;
-    const pk = Array.isArray(options?.primaryKey) ? [...options.primaryKey] : [options?.primaryKey as string];
+    if (options?.primaryKey === undefined) throw invalid('primaryKey', 'a model needs a primaryKey: a field name, or an array of them');
+    const pk = Array.isArray(options.primaryKey) ? [...options.primaryKey] : [options.primaryKey as string];
     if (pk.length === 0) throw invalid('primaryKey', 'a primary key needs at least one field');
     for (const f of pk) checkKeyField(fields, f, 'primaryKey', true);
     this.primaryKey = pk;
@@ -54,11 +57,59 @@ function invalid(path: string, message: string): ModelVaultError {
   return new ModelVaultError('VALIDATION', message, { path });
 }
 
-function checkField(field: string, spec: FieldSpec | undefined, path: string, into: Record<string, FieldSpec>): void {
+function checkField(field: string, spec: FieldSpec | undefined, path: string, into: Record<string, FieldSpec>, checkSpec: boolean): void {
   if (!NAME_PATTERN.test(field) || RESERVED_FIELDS.has(field)) throw invalid(path, `field name ${JSON.stringify(field)} is not allowed`);
   if (!spec || typeof spec.kind !== 'string') throw invalid(path, `field ${path} must be a t.* type`);
-  if (spec.kind === 'object') for (const [k, s] of Object.entries(spec.shape ?? {})) checkField(k, s, `${path}.${k}`, {});
+  if (checkSpec) checkFieldSpec(spec, path);
+  if (spec.kind === 'object') for (const [k, s] of Object.entries(spec.shape ?? {})) checkField(k, s, `${path}.${k}`, {}, checkSpec);
   into[field] = spec;
+}
+
+const NUMERIC: readonly FieldKind[] = ['int', 'bigint', 'float', 'timestamp'];
+const LENGTHS: readonly FieldKind[] = ['string', 'bytes', 'list'];
+const CONSTRAINT_KINDS: Record<keyof Constraints, readonly FieldKind[]> = {
+  min: NUMERIC, max: NUMERIC, minLength: LENGTHS, maxLength: LENGTHS, nonEmpty: LENGTHS, regex: ['string'], email: ['string'], url: ['string'],
+};
+
+/**
+ * A field no value could satisfy, or a constraint its kind ignores, is an error where the model
+ * is defined, not a VALIDATION on every write (or, for a constraint that does not apply, never).
+ */
+function checkFieldSpec(spec: FieldSpec, path: string): void {
+  const bad = (message: string) => invalid(path, `${path}: ${message}`);
+  const c = spec.constraints;
+  for (const name of Object.keys(c) as (keyof Constraints)[]) {
+    if (c[name] === undefined || CONSTRAINT_KINDS[name] === undefined) continue;
+    if (!CONSTRAINT_KINDS[name].includes(spec.kind)) throw bad(`${name}() does not apply to ${/^[aeiou]/.test(spec.kind) ? 'an' : 'a'} ${spec.kind} field`);
+  }
+  for (const name of ['min', 'max'] as const) {
+    if (c[name] !== undefined && (typeof c[name] !== 'number' || Number.isNaN(c[name]))) throw bad(`${name}() needs a number or a Date`);
+  }
+  for (const name of ['minLength', 'maxLength'] as const) {
+    if (c[name] !== undefined && !(Number.isSafeInteger(c[name]) && c[name]! >= 0)) throw bad(`${name}() needs a non-negative integer`);
+  }
+  if (c.min !== undefined && c.max !== undefined && c.min > c.max) throw bad(`min ${c.min} is above max ${c.max}: no value could be stored`);
+  if (c.minLength !== undefined && c.maxLength !== undefined && c.minLength > c.maxLength) {
+    throw bad(`minLength ${c.minLength} is above maxLength ${c.maxLength}: no value could be stored`);
+  }
+  if (spec.kind === 'enum') {
+    const values = spec.values;
+    if (!Array.isArray(values) || values.length === 0) throw bad('t.enum() needs at least one value');
+    if (values.some((v) => typeof v !== 'string')) throw bad('t.enum() values must be strings');
+    if (new Set(values).size !== values.length) throw bad('t.enum() lists a value twice');
+  }
+  if (spec.kind === 'list') {
+    if (!spec.element || typeof spec.element.kind !== 'string') throw bad('t.list() needs a t.* element type');
+    checkFieldSpec(spec.element, `${path}.*`);
+  }
+  if (spec.hasDefault) {
+    if (spec.defaultValue === undefined) throw bad('default(undefined) is no default: use optional()');
+    try {
+      validateValue(spec, spec.defaultValue, path);
+    } catch (err) {
+      throw bad(`its default is not a valid value (${(err as Error).message})`);
+    }
+  }
 }
 
 function checkKeyField(fields: Record<string, FieldSpec>, f: string, path: string, required: boolean): void {
