@@ -16,6 +16,7 @@ import { Collection } from './collection.js';
 import { CollectionLayout, CollectionWriter } from './collection-writer.js';
 import { Model, asModel, isModelLike } from './model.js';
 import { refuseUnknownOptions } from './validate.js';
+import { maxRowColumns } from '../storage/btree.js';
 import { DatabaseScope, TxScope, refuseInsideTransaction, type Scope } from './scope.js';
 import type { Query, QueryHost } from './query.js';
 import { compileSql } from './sql.js';
@@ -146,6 +147,7 @@ export class Database implements AsyncDisposable {
   async register<M extends Model>(model: M): Promise<Collection<M>> {
     if (!isModelLike(model)) throw new ModelVaultError('VALIDATION', 'register() needs a model made with model()', { path: 'model' });
     model = asModel(model) as M;
+    this.checkRowWidth(model);
     // A model that matches the stored schema needs no write (so read-only opens can register).
     const unchanged = await this.scope.read(async (reader) => {
       const stored = await readMeta(reader, model.name);
@@ -212,6 +214,15 @@ export class Database implements AsyncDisposable {
     });
   }
 
+  /** A model wider than a leaf can hold a row of is refused before anything is written. */
+  private checkRowWidth(model: Model): void {
+    const columns = Object.keys(model.fields).length, max = maxRowColumns(this.engine.pageSize);
+    if (columns > max) {
+      throw new ModelVaultError('VALIDATION', `model ${model.name} has ${columns} fields, and a row in ${this.engine.pageSize}-byte pages holds at most ${max}: `
+        + 'use fewer fields (an object field is one), or a larger pageSize', { path: 'fields' });
+    }
+  }
+
   /**
    * Moves a collection to a new model in one transaction: every row is rewritten (fields
    * removed, `backfill` values set where a field is absent, defaults applied), re-validated,
@@ -221,6 +232,7 @@ export class Database implements AsyncDisposable {
   async migrate<M extends Model>(model: M, opts: { backfill?: Record<string, unknown> } = {}): Promise<{ changes: readonly SchemaChange[]; rows: number }> {
     if (!isModelLike(model)) throw new ModelVaultError('VALIDATION', 'migrate() needs a model', { path: 'model' });
     model = asModel(model) as M;
+    this.checkRowWidth(model);
     const backfill = opts.backfill ?? {};
     for (const field of Object.keys(backfill)) {
       if (!Object.prototype.hasOwnProperty.call(model.fields, field)) throw new ModelVaultError('VALIDATION', `backfill names unknown field ${field}`, { path: `backfill.${field}` });

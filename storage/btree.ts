@@ -447,6 +447,21 @@ interface PathStep { pageNo: number; node: NodeLike; idx: number }
  * A tree being modified by a write transaction. `root` changes as pages are copied; the
  * caller stores the final root (in the catalog) before committing.
  */
+/** Room one entry of a `columns`-column tree may take in a leaf of a `pageSize`-byte page. */
+function maxEntryBytesFor(pageSize: number, columns: number): number {
+  return Math.floor((pageSize - PAGE_HEADER_BYTES) / 4) - leafFixedBytes(Math.max(columns, 64));
+}
+
+/**
+ * The most columns a tree of `pageSize` pages can hold in a row at all: a row of that many
+ * absent cells and a 16-byte key just fits its leaf share. Wider rows could never be stored.
+ */
+export function maxRowColumns(pageSize: number): number {
+  let columns = 64;
+  while (maxEntryBytesFor(pageSize, columns + 1) >= 4 + 16 + 4.25 * (columns + 1)) columns++;
+  return columns;
+}
+
 export class BTreeWriter {
   readonly src: TxnSource;
   private readonly capacity: number;
@@ -458,7 +473,7 @@ export class BTreeWriter {
   constructor(readonly txn: WriteTxn, public root: number, public columns: number) {
     this.src = new TxnSource(txn);
     this.capacity = txn.pager.pageSize - PAGE_HEADER_BYTES;
-    this.maxEntryBytes = Math.floor(this.capacity / 4) - leafFixedBytes(Math.max(columns, 64));
+    this.maxEntryBytes = maxEntryBytesFor(txn.pager.pageSize, columns);
     this.maxKeyBytes = Math.floor(txn.pager.pageSize / 16);
   }
 
@@ -828,7 +843,11 @@ export class BTreeWriter {
         const cell = stored[c];
         if (cell instanceof Buffer && cell.byteLength > OverflowRef.BYTES * 4 && (largest < 0 || cell.byteLength > (stored[largest] as Buffer).byteLength)) largest = c;
       }
-      if (largest < 0) throw new ModelVaultError('VALIDATION', 'entry has too many columns to fit a page', { path: 'key' });
+      if (largest < 0) {
+        // Every cell left is too small to move out: the row's columns alone overflow the leaf.
+        throw new ModelVaultError('VALIDATION', `a row of ${cells.length} columns takes ${Math.ceil(entryBytes(key, packed))} bytes of a leaf, more than the `
+          + `${Math.max(0, this.maxEntryBytes)} that ${this.txn.pager.pageSize}-byte pages leave for one row of that many columns: use fewer fields or a larger pageSize`, { path: '' });
+      }
       stored[largest] = await this.writeOverflow(stored[largest] as Buffer);
       packed = packRow(stored);
     }

@@ -358,6 +358,7 @@ export class StorageEngine {
 
   get recoveryInfo(): RecoveryInfo | null { return this.pager.recoveryInfo; }
   get readOnly(): boolean { return this.pager.readOnly; }
+  get pageSize(): number { return this.pager.pageSize; }
   get isClosed(): boolean { return this.closed; }
 
   snapshot(): EngineSnapshot {

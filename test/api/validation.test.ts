@@ -108,7 +108,7 @@ async function setup(mode: Mode): Promise<{ db: Database; c: Awaited<ReturnType<
 describe('model definitions', () => {
   it('refuses, where the model is defined, fields no value could satisfy and constraints their kind ignores', async () => {
     const define = (field: Parameters<typeof model>[1][string]) => () => model('m', { id: t.int(), f: field }, { primaryKey: 'id' });
-    const cases: [string, ReturnType<typeof define>, RegExp][] = [
+    const cases: [string, () => unknown, RegExp][] = [
       ['a default that breaks its own min', define(t.int().min(5).default(1)), /^f: its default is not a valid value \(f: must be >= 5\)$/],
       ['a default of the wrong type', define(t.int().default('x' as never)), /^f: its default is not a valid value \(f: expected a safe integer/],
       ['a default outside its enum', define(t.enum(['a', 'b']).default('c' as never)), /^f: its default is not a valid value/],
@@ -135,6 +135,26 @@ describe('model definitions', () => {
     const c = await db.register(Good);
     await c.insert({ id: 1 });
     expect(await c.get(1)).toEqual({ id: 1, n: 3, s: 'x', e: 'b' });
+  });
+
+  it('refuses at register a model wider than a leaf can hold a row of; a row too wide for its page says so', async () => {
+    const wide = (name: string, fields: number) => {
+      const shape: Record<string, ReturnType<typeof t.int>> = { id: t.int() };
+      for (let i = 1; i < fields; i++) shape[`f${i}`] = t.int().optional() as never;
+      return model(name, shape, { primaryKey: 'id' });
+    };
+    const db = await openDb('memory', { pageSize: 16384 });
+    const err = await expectValidation(db.register(wide('too_wide', 101)), 'fields');
+    expect(err.message).toMatch(/101 fields, and a row in 16384-byte pages holds at most 100/);
+    expect((await db.collections()).length).toBe(0);
+    await expectValidation(db.migrate(wide('too_wide', 101)), 'fields');
+    const c = await db.register(wide('widest', 100)) as unknown as { insert(r: object): Promise<void>; count(): Promise<number> };
+    await c.insert({ id: 1 }); // every other field absent: fits
+    const full: Record<string, number> = { id: 2 };
+    for (let i = 1; i < 100; i++) full[`f${i}`] = i;
+    const tooBig = await expectValidation(c.insert(full), '');
+    expect(tooBig.message).toMatch(/a row of 100 columns takes \d+ bytes of a leaf, more than the \d+ that 16384-byte pages leave .*larger pageSize/);
+    expect(await c.count()).toBe(1);
   });
 });
 
