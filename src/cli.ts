@@ -231,7 +231,10 @@ export function buildProgram(): Command {
         const progress = o.out ? bar('export', total, 'rows') : null;
         const t0 = performance.now();
         const stream = o.out ? fs.createWriteStream(o.out) : process.stdout;
-        const n = await exportRows(q, o.format, stream, columns, (rows) => progress?.update(rows, { rows, rate: Math.round(rows / ((performance.now() - t0) / 1000 || 1)), done: String(rows) }));
+        const n = await exportRows(q, o.format, stream, columns, {
+          onProgress: (rows) => progress?.update(rows, { rows, rate: Math.round(rows / ((performance.now() - t0) / 1000 || 1)), done: String(rows) }),
+          jsonColumns: new Set(columns.filter((c) => coll.model.fields[c]?.kind === 'json')),
+        });
         progress?.stop();
         if (o.out) {
           await new Promise<void>((resolve, reject) => (stream as fs.WriteStream).end((err?: Error | null) => (err ? reject(err) : resolve())));

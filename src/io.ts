@@ -36,8 +36,12 @@ export function formatOf(path: string, explicit?: string): RowFormat {
   return f;
 }
 
-/** A CSV cell (always text) as a value of the field's type; '' is an absent value. */
+/**
+ * A CSV cell (always text) as a value of the field's type. An empty cell is an absent value; an
+ * empty string is written quoted (`""`), and csv-parse hands that on as QUOTED_EMPTY.
+ */
 export function fromCsvCell(spec: FieldSpec | undefined, text: string): unknown {
+  if (text === QUOTED_EMPTY) return '';
   if (text === '') return undefined;
   switch (spec?.kind) {
     case 'int': case 'float': {
@@ -45,7 +49,8 @@ export function fromCsvCell(spec: FieldSpec | undefined, text: string): unknown 
       return Number.isNaN(n) && text.trim() !== 'NaN' ? text : n;
     }
     case 'bigint': try { return BigInt(text); } catch { return text; }
-    case 'bool': return text === 'true' ? true : text === 'false' ? false : text;
+    // 'true'/'false' as exported; 1/0 as csv-stringify writes booleans by default
+    case 'bool': return text === 'true' || text === '1' ? true : text === 'false' || text === '0' ? false : text;
     case 'timestamp': return new Date(text);
     case 'bytes': return new Uint8Array(Buffer.from(text, 'base64'));
     case 'list': case 'object': case 'json':
@@ -54,10 +59,20 @@ export function fromCsvCell(spec: FieldSpec | undefined, text: string): unknown 
   }
 }
 
-/** JSON (NDJSON lines, CSV json cells) back to field types: ISO strings to Dates, digit strings to bigints. */
+/** What csv-parse gives for a quoted empty cell (`""`): an empty string, not an absent value. */
+const QUOTED_EMPTY = '\u0000quoted empty\u0000';
+
+/** The numbers JSON has no literal for, as toJsonValue writes them. */
+const SPECIAL_NUMBERS: Readonly<Record<string, number>> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity, '-0': -0 };
+
+/**
+ * JSON (NDJSON lines, CSV json cells) back to field types: ISO strings to Dates, digit strings
+ * to bigints, base64 to bytes, and "NaN", "Infinity", "-Infinity", "-0" to numbers.
+ */
 export function reviveJson(spec: FieldSpec | undefined, v: unknown): unknown {
   if (!spec || v === null || v === undefined) return v;
   switch (spec.kind) {
+    case 'int': case 'float': return typeof v === 'string' && Object.prototype.hasOwnProperty.call(SPECIAL_NUMBERS, v) ? SPECIAL_NUMBERS[v] : v;
     case 'timestamp': return typeof v === 'string' || typeof v === 'number' ? new Date(v) : v;
     case 'bigint': return typeof v === 'string' || typeof v === 'number' ? (() => { try { return BigInt(v); } catch { return v; } })() : v;
     case 'bytes': return typeof v === 'string' ? new Uint8Array(Buffer.from(v, 'base64')) : v;
@@ -115,6 +130,7 @@ async function* csvLines(path: string, model: Model, progress: { bytes: number }
   const malformed: SourceLine[] = [];
   const parser = stream.pipe(parseCsv({
     columns: true, relax_column_count: false, skip_empty_lines: true, info: true, max_record_size: 64 * 2 ** 20,
+    cast: (value, context) => (!context.header && value === '' && context.quoting ? QUOTED_EMPTY : value),
     skip_records_with_error: true,
     on_skip: (err) => { malformed.push({ line: (err as { lines?: number } | undefined)?.lines ?? -1, error: err?.message ?? 'malformed CSV record' }); return undefined; },
   }));
@@ -174,12 +190,15 @@ export async function importFile(db: { transaction<T>(fn: (tx: { collection<M ex
   });
 }
 
-/** A value as JSON-friendly data: Dates as ISO strings, bigints as strings, bytes as base64. */
+/**
+ * A value as JSON-friendly data: Dates as ISO strings, bigints as strings, bytes as base64, and
+ * NaN, ±Infinity and -0 (which JSON.stringify would write as null, null and 0) as strings.
+ */
 export function toJsonValue(v: unknown): unknown {
   if (v instanceof Date) return v.toISOString();
   if (typeof v === 'bigint') return v.toString();
   if (v instanceof Uint8Array) return Buffer.from(v).toString('base64');
-  if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
+  if (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0))) return Object.is(v, -0) ? '-0' : String(v);
   if (Array.isArray(v)) return v.map(toJsonValue);
   if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, toJsonValue(x)]));
   return v;
@@ -190,7 +209,11 @@ async function write(out: Writable, chunk: string): Promise<void> {
 }
 
 /** Streams query results as NDJSON or CSV into `out`, honouring backpressure; returns the row count. */
-export async function exportRows(query: Query<Record<string, unknown>>, format: RowFormat, out: Writable, columns: readonly string[], onProgress?: (rows: number) => void): Promise<number> {
+export async function exportRows(
+  query: Query<Record<string, unknown>>, format: RowFormat, out: Writable, columns: readonly string[],
+  opts: { onProgress?: (rows: number) => void; jsonColumns?: ReadonlySet<string> } = {},
+): Promise<number> {
+  const { onProgress, jsonColumns } = opts;
   let n = 0;
   if (format === 'ndjson') {
     for await (const rows of query.batches()) {
@@ -202,7 +225,12 @@ export async function exportRows(query: Query<Record<string, unknown>>, format: 
     }
     return n;
   }
-  const csv = stringifyCsv({ header: true, columns: [...columns] });
+  // Booleans as true/false (csv-stringify's default is 1 and an empty cell, which reads back as
+  // absent), and an empty string quoted, so that it is not an absent value either.
+  const csv = stringifyCsv({
+    header: true, columns: [...columns],
+    cast: { boolean: (b) => (b ? 'true' : 'false'), string: (text) => (text === '' ? { value: '', quoted_empty: true } : text) },
+  });
   const done = new Promise<void>((resolve, reject) => { csv.on('end', resolve); csv.on('error', reject); });
   csv.pipe(out, { end: false });
   for await (const rows of query.batches()) {
@@ -210,7 +238,8 @@ export async function exportRows(query: Query<Record<string, unknown>>, format: 
       const rec: Record<string, unknown> = {};
       for (const c of columns) {
         const v = toJsonValue(r[c]);
-        rec[c] = v !== null && typeof v === 'object' ? JSON.stringify(v) : v;
+        // A json field's cell is always JSON, so that the string "12" does not come back as 12.
+        rec[c] = v !== undefined && (jsonColumns?.has(c) || (v !== null && typeof v === 'object')) ? JSON.stringify(v) : v;
       }
       if (!csv.write(rec)) await once(csv, 'drain');
     }

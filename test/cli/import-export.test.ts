@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Database } from '../../src/index.js';
 import {
-  MODEL_MODULE, PROGRESS_BAR_CHARS, asJson, cli, expectOk, expectUserError, generateOrders, makeTempDir,
+  MODEL_MODULE, PROGRESS_BAR_CHARS, ROOT, asJson, cli, expectOk, expectUserError, generateOrders, makeTempDir,
   removeDir, toNdjson, type OrderRow,
 } from './helpers.js';
 
@@ -269,6 +269,40 @@ describe('export', () => {
     for (const r of imports) expect(expectOk(r).stdout).toMatch(new RegExp(`^imported ${N} rows into orders \\(0 skipped\\)`));
     expect(await readRows(fromNd)).toEqual(sourceRows);
     expect(await readRows(fromCsv)).toEqual(sourceRows);
+  });
+
+  it('NDJSON and CSV exports re-import (with --model) as exactly the same values of every type', async () => {
+    const { Things } = await import('./fixtures/things-model.js');
+    const source = path.join(dir, 'things.modelvault');
+    const rows = [
+      { id: 1, big: -(2n ** 63n), f: -0, ts: new Date(0), b: new Uint8Array([0, 255]), j: { n: 1.5, arr: [1, 'x', null] }, tags: [], o: { x: 1 }, u: '123e4567-e89b-12d3-a456-426614174000', e: 'a' as const, flag: true, s: 'héllo "q" \n, comma', note: '' },
+      { id: 2, big: 2n ** 63n - 1n, f: NaN, ts: new Date(8.64e15), tags: ['a', ''], e: 'b' as const, flag: false, s: '' },
+      { id: 3, big: 0n, f: Infinity, ts: new Date(-1), j: '12', tags: ['😀'], o: { x: -1, y: '' }, e: 'a' as const, flag: true, s: '😀 emoji\r\n' },
+      { id: 4, big: -1n, f: -Infinity, ts: new Date(-8.64e15), j: 'true', tags: [], e: 'b' as const, flag: false, s: ',' },
+    ];
+    const db = await Database.open(source);
+    try {
+      await (await db.register(Things)).insertMany(rows);
+    } finally {
+      await db.close();
+    }
+    const read = async (file: string) => {
+      const d = await Database.open(file, { readOnly: true });
+      try {
+        return await (await d.register(Things)).query().orderBy('id').toArray();
+      } finally {
+        await d.close();
+      }
+    };
+    const want = await read(source);
+    for (const format of ['ndjson', 'csv']) {
+      const out = path.join(dir, `things.${format}`), target = path.join(dir, `things-${format}.modelvault`);
+      expectOk(await cli('export', source, 'things', '--format', format, '--out', out));
+      expectOk(await cli('import', target, 'things', out, '--model', path.join(ROOT, 'test/cli/fixtures/things-model.ts')));
+      const got = await read(target);
+      for (let i = 0; i < want.length; i++) expect(got[i], `${format} row ${want[i].id}`).toStrictEqual(want[i]);
+      expect(got).toHaveLength(want.length);
+    }
   });
 
   it('--where, --order, --limit and --select shape the export; --out and stdout get the same bytes', async () => {
