@@ -32,7 +32,9 @@ export class FileLock {
         continue;
       }
       if (Date.now() >= deadline) {
-        throw new ModelVaultError('LOCKED', `${dbPath} is open for writing by another process${holder ? ` (pid ${holder.pid})` : ''}`, { path: dbPath, pid: holder?.pid });
+        const by = holder?.pid === process.pid ? 'already in this process (close that Database first, or share it)'
+          : `by another process${holder ? ` (pid ${holder.pid})` : ''}`;
+        throw new ModelVaultError('LOCKED', `${dbPath} is open for writing ${by}`, { path: dbPath, pid: holder?.pid });
       }
       await new Promise((r) => setTimeout(r, Math.min(25, Math.max(1, deadline - Date.now()))));
     }

@@ -2,8 +2,9 @@
 // of source (atomic), secondary and unique indexes kept in step with the rows, persistence.
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { model, t, type Database, type Infer } from '../../src/index.js';
-import { MODES, byId, expectCode, expectValidation, openDb, reopenDb, rng } from '../helpers/db.js';
+import path from 'node:path';
+import { Database, model, t, type Infer } from '../../src/index.js';
+import { MODES, byId, expectCode, expectValidation, openDb, reopenDb, rng, tempDir } from '../helpers/db.js';
 
 const Orders = model('orders', {
   id: t.int(),
@@ -383,5 +384,20 @@ describe.each(MODES)('collection writes (%s)', (mode) => {
     const db = await openDb(mode);
     const tx = await db.transaction(async (t) => t.collection(Lines).count().catch((e: unknown) => e));
     expect(tx).toMatchObject({ code: 'UNKNOWN_COLLECTION' });
+  });
+});
+
+describe('a second open of the same file in one process', () => {
+  it('for writing is LOCKED and says the file is open in this process; read-only works beside the writer', async () => {
+    const file = path.join(tempDir(), 'twice.modelvault');
+    const first = await Database.open(file);
+    const err = await expectCode(Database.open(file), 'LOCKED');
+    expect(err.message).toMatch(/open for writing already in this process/);
+    const reader = await Database.open(file, { readOnly: true });
+    expect(Array.isArray(await reader.collections())).toBe(true);
+    await reader.close();
+    await first.close();
+    const again = await Database.open(file); // the lock went with the close
+    await again.close();
   });
 });
