@@ -8,8 +8,9 @@
 //   spill       ORDER BY over every document under a small memory limit (spills), repeat
 //   insertMany  one insertMany of a generated stream of STREAM_ROWS events, then exit
 //   index       register the model with a new non-unique index (built over every row), then exit
+//   migrate     migrate to a model with a new backfilled field and an index over it, then exit
 import { Database } from '../../src/index.js';
-import { Events, PAGE_SIZE, SINGLE_ID_BASE, SPILL_MEMORY_LIMIT, STREAM_ROWS, doc, docsWithIndex, eventStream } from './crash-models.js';
+import { DocsV2, Events, MIGRATED_TAG, PAGE_SIZE, SINGLE_ID_BASE, SPILL_MEMORY_LIMIT, STREAM_ROWS, doc, docsWithIndex, eventStream } from './crash-models.js';
 
 const MAX_LIFETIME_MS = 120_000; // never outlive a parent that died without killing us
 
@@ -90,6 +91,13 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       await db.register(docsWithIndex('byN'));
       out(`ack index ${ms(t0)}`);
+      break;
+    }
+    case 'migrate': {
+      out('start migrate');
+      const t0 = performance.now();
+      const { rows } = await db.migrate(DocsV2, { backfill: { tag: MIGRATED_TAG } });
+      out(`ack migrate ${ms(t0)} ${rows}`);
       break;
     }
     default:

@@ -1,5 +1,6 @@
 // Processes killed with SIGKILL in the middle of the heavy operations: compact, backup, a
-// spilling query, insertMany of a 200k-row generated stream, and an index build by register().
+// spilling query, insertMany of a 200k-row generated stream, an index build by register(), and
+// a migrate() that rewrites every row with a new backfilled field and builds an index over it.
 // Each round copies a base file, lets a child (crash-child.ts) open it and run one scenario,
 // kills it at a random moment, and reopens what the kill left:
 //   - `recovery: 'strict'` refuses exactly the files 'truncate' has to repair; after recovery
@@ -7,8 +8,8 @@
 //   - the content is the base plus every acknowledged operation (the child prints an ack after
 //     each operation returned), plus at most the one in flight: never less, never a mix;
 //   - every index holds one entry per row;
-//   - compact, insertMany and the index build are all or nothing; an interrupted one leaves the
-//     file at its old committed size;
+//   - compact, insertMany, the index build and migrate are all or nothing; an interrupted one
+//     leaves the file at its old committed size;
 //   - after a kill during a spilling query, the file returns to its committed size;
 //   - after a kill during backup, the destination is absent or a complete, clean, valid copy
 //     of the state when the backup started: never a half-written file under the final name.
@@ -22,7 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Database, ModelVaultError, sum } from '../../src/index.js';
 import { makeTempDir, prng, removeDatabase } from '../crash/crash-helpers.js';
 import { childCommand } from './child-command.js';
-import { Docs, PAGE_SIZE, SINGLE_ID_BASE, STREAM_ID_BASE, STREAM_ROWS, doc, docStream } from './crash-models.js';
+import { Docs, MIGRATED_TAG, PAGE_SIZE, SINGLE_ID_BASE, STREAM_ID_BASE, STREAM_ROWS, doc, docStream } from './crash-models.js';
 
 const ROUNDS = Number(process.env.RELIABILITY_ROUNDS ?? 10);
 const SEED = Number(process.env.CRASH_SEED ?? 0xc2a5);
@@ -346,6 +347,38 @@ const scenarios: Scenario[] = [
         await r.db.close();
       }
       return { duringOp: !ack && run.lines.includes('start index'), completed: ack ? 1 : 0, truncatedBytes: r.truncatedBytes, leftovers: 0 };
+    },
+  },
+  {
+    name: 'migrate',
+    base: () => bases.full,
+    estimateMs: 3000,
+    plan: oneShotPlan('migrate'),
+    async check(file, run, context, s) {
+      const ack = run.lines.find((l) => l.startsWith('ack migrate'));
+      if (ack) {
+        s.estimateMs = Number(ack.split(' ')[2]);
+        expect(Number(ack.split(' ')[3]), `${context}: rows rewritten`).toBe(BASE_DOCS);
+      }
+      const r = await reopen(file, context);
+      try {
+        const meta = (await r.db.collections()).find((c) => c.name === 'docs')!;
+        const migrated = 'tag' in meta.fields;
+        if (ack) expect(migrated, `${context}: acknowledged migrate`).toBe(true);
+        // All or nothing: the new field, its index and every row's value come together.
+        expect(meta.indexes.map((ix) => ix.name), context).toEqual(migrated ? ['byGrp', 'byTag'] : ['byGrp']);
+        expect(await docIds(r.db, context), context).toEqual(baseIds.full);
+        const docs = await r.db.collection('docs');
+        if (migrated) {
+          expect(await docs.query().where('tag', '=', MIGRATED_TAG).count(), `${context}: backfilled rows`).toBe(BASE_DOCS);
+          expect((await docs.get(4321))?.tag, context).toBe(MIGRATED_TAG);
+        } else {
+          expect(r.committedBytes, `${context}: an interrupted migrate leaves the old file`).toBe(baseSize.full);
+        }
+      } finally {
+        await r.db.close();
+      }
+      return { duringOp: !ack && run.lines.includes('start migrate'), completed: ack ? 1 : 0, truncatedBytes: r.truncatedBytes, leftovers: 0 };
     },
   },
 ];

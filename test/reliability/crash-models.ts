@@ -18,6 +18,12 @@ export function docsWithIndex(name: string) {
   return model('docs', Docs.shape, { primaryKey: 'id', indexes: [{ name: 'byGrp', fields: ['grp'] }, { name, fields: ['n', 'grp'] }] });
 }
 
+/** The migrate scenario's target: a new required field (backfilled) with an index over it. */
+export const DocsV2 = model('docs', { ...Docs.shape, tag: t.string() }, {
+  primaryKey: 'id', indexes: [{ name: 'byGrp', fields: ['grp'] }, { name: 'byTag', fields: ['tag', 'grp'] }],
+});
+export const MIGRATED_TAG = 'v2';
+
 /** Document `id`: a pure function of the id, so any set of ids has a known content. */
 export function doc(id: number): Doc {
   const h = Math.imul(id ^ 0x9e3779b9, 0x85ebca6b) >>> 0;
