@@ -19,7 +19,8 @@ import { FileStore } from './file-store.js';
 import { MemoryStore } from './memory-store.js';
 import { PAGE_HEADER_BYTES, PageType, verifyPage } from './page.js';
 import { Pager, type PagerOptions, type RecoveryInfo, type Snapshot, type WriteTxn } from './pager.js';
-import { SpillSpace } from './spill-space.js';
+import { FilePages, SpillSpace, type SpillPages } from './spill-space.js';
+import { ScratchPages } from './scratch-pages.js';
 
 export interface EngineOptions extends PagerOptions {
   /** Create the file when missing (default true). */
@@ -308,7 +309,18 @@ export class StorageEngine {
     private readonly lock: FileLock | null,
     readonly options: EngineOptions,
   ) {
-    this.spill = new SpillSpace(() => this.pager);
+    this.spill = new SpillSpace(() => this.spillPages());
+  }
+
+  private filePages: FilePages | null = null;
+  private scratchPages: ScratchPages | null = null;
+
+  /** Spill pages go into the file, or (read-only opens, which must not write it) a scratch file. */
+  private spillPages(): SpillPages {
+    const pager = this.pager;
+    if (pager.readOnly) return (this.scratchPages ??= new ScratchPages(pager.pageSize));
+    if (this.filePages?.pager !== pager) this.filePages = new FilePages(pager);
+    return this.filePages;
   }
 
   static async open(filePath: string, opts: EngineOptions = {}): Promise<StorageEngine> {
@@ -565,7 +577,7 @@ export class StorageEngine {
       pagesWritten: pager.stats.pagesWritten,
       bytesWritten: pager.stats.bytesWritten,
       cache: { hits: cache.hits, misses: cache.misses, bytes: cache.bytes, bytesRead: cache.bytesRead, maxBytes: cache.maxBytes, buffersReused: cache.buffersReused },
-      spill: { pagesInUse: pager.spillPagesInUse, pagesAllocated: pager.stats.spillPagesAllocated, runsWritten: this.spill.runsWritten, bytesWritten: this.spill.bytesWritten },
+      spill: { pagesInUse: this.spillPages().pagesInUse, pagesAllocated: pager.stats.spillPagesAllocated, runsWritten: this.spill.runsWritten, bytesWritten: this.spill.bytesWritten },
       snapshots: pager.pinnedSnapshots,
     };
   }
@@ -575,6 +587,7 @@ export class StorageEngine {
     await this.writeQueue;
     this.closed = true;
     try {
+      await this.scratchPages?.close();
       await this.pager.close();
     } finally {
       this.lock?.release();

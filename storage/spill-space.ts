@@ -4,7 +4,7 @@
 // that the next open truncates. Pages are checksummed like every other page.
 import { alignedBuffer, alignedBufferUnsafe } from './block-store.js';
 import { ModelVaultError } from './errors.js';
-import { PAGE_HEADER_BYTES, PageType, pageBody, sealPage } from './page.js';
+import { PAGE_HEADER_BYTES, PageType, pageBody, sealPage, type PageInfo } from './page.js';
 import type { Pager } from './pager.js';
 
 /** Largest extent a run writes at once (and so the largest I/O buffer a writer or reader holds). */
@@ -16,6 +16,31 @@ export function spillIoPages(bytes: number, pageSize: number): number {
 }
 
 interface Extent { start: number; pages: number }
+
+/** Where spill pages live: whole pages allocated, written and read back verified. */
+export interface SpillPages {
+  readonly pageSize: number;
+  /** Pages of runs not yet released. */
+  readonly pagesInUse: number;
+  /** The first of `count` consecutive pages. */
+  allocate(count: number): number;
+  /** Gives back the pages of the allocation that started at `start`. */
+  release(start: number): void;
+  write(start: number, image: Uint8Array): Promise<void>;
+  /** Reads `count` pages into `target`, each checked as a spill page of its number. */
+  readInto(start: number, count: number, target: Buffer): Promise<PageInfo[]>;
+}
+
+/** Spill pages inside the database file: free pages or its tail, free in every superblock. */
+export class FilePages implements SpillPages {
+  constructor(readonly pager: Pager) {}
+  get pageSize(): number { return this.pager.pageSize; }
+  get pagesInUse(): number { return this.pager.spillPagesInUse; }
+  allocate(count: number): number { return this.pager.allocateSpill(count); }
+  release(start: number): void { this.pager.releaseSpill(start); }
+  write(start: number, image: Uint8Array): Promise<void> { return this.pager.store.write(start * this.pager.pageSize, image); }
+  readInto(start: number, count: number, target: Buffer): Promise<PageInfo[]> { return this.pager.readRunInto(start, count, target, PageType.Spill); }
+}
 
 /** Where operators create their runs: the database's spill space, or a group of it. */
 export interface SpillRuns {
@@ -29,10 +54,11 @@ interface Held { discard(): void }
 export class SpillSpace {
   runsWritten = 0;
   bytesWritten = 0;
-  constructor(private readonly pager: () => Pager) {}
+  /** `pages`: where runs go now (a compaction replaces the pager, and with it the file pages). */
+  constructor(private readonly pages: () => SpillPages) {}
 
   /** Spill I/O moves whole pages: a writer's extent buffer and a reader's read are multiples of this. */
-  get pageSize(): number { return this.pager().pageSize; }
+  get pageSize(): number { return this.pages().pageSize; }
 
   /**
    * Starts a run; append records, then `finish()` for a readable `SpillRun`. It buffers
@@ -40,12 +66,12 @@ export class SpillSpace {
    * allocated at the first record, is all the memory it holds.
    */
   createRun(label: string, extentPages?: number): SpillRunWriter {
-    return new SpillRunWriter(this, this.pager(), label, extentPages, null);
+    return new SpillRunWriter(this, this.pages(), label, extentPages, null);
   }
 
   /** A group of runs in this space that can be dropped together (see SpillGroup). */
   group(): SpillGroup {
-    return new SpillGroup(this, this.pager);
+    return new SpillGroup(this, this.pages);
   }
 }
 
@@ -56,12 +82,12 @@ export class SpillSpace {
  */
 export class SpillGroup implements SpillRuns {
   private readonly held = new Set<Held>();
-  constructor(private readonly space: SpillSpace, private readonly pager: () => Pager) {}
+  constructor(private readonly space: SpillSpace, private readonly pages: () => SpillPages) {}
 
   get pageSize(): number { return this.space.pageSize; }
 
   createRun(label: string, extentPages?: number): SpillRunWriter {
-    return new SpillRunWriter(this.space, this.pager(), label, extentPages, this.held);
+    return new SpillRunWriter(this.space, this.pages(), label, extentPages, this.held);
   }
 
   /** Pages still held by the group's writers and runs are released. */
@@ -93,15 +119,15 @@ export class SpillRunWriter {
 
   constructor(
     private readonly space: SpillSpace,
-    private readonly pager: Pager,
+    private readonly pages: SpillPages,
     readonly label: string,
     extentPages: number | undefined,
     private readonly group: Set<Held> | null,
   ) {
     group?.add(this);
-    this.pagesPerExtent = extentPages ?? spillIoPages(MAX_EXTENT_BYTES, pager.pageSize);
+    this.pagesPerExtent = extentPages ?? spillIoPages(MAX_EXTENT_BYTES, pages.pageSize);
     if (!Number.isInteger(this.pagesPerExtent) || this.pagesPerExtent < 1) throw new Error(`internal: spill extent of ${extentPages} pages`);
-    this.bodyBytes = pager.pageSize - PAGE_HEADER_BYTES;
+    this.bodyBytes = pages.pageSize - PAGE_HEADER_BYTES;
   }
 
   async append(record: Uint8Array): Promise<void> {
@@ -118,14 +144,14 @@ export class SpillRunWriter {
     this.image = null; // a group may hold the writer until its run is dropped
     this.space.runsWritten++;
     this.group?.delete(this);
-    return new SpillRun(this.pager, this.extents.slice(), this.records, this.bytes, this.group);
+    return new SpillRun(this.pages, this.extents.slice(), this.records, this.bytes, this.group);
   }
 
   /** Releases whatever was written (an operator that failed or was stopped). */
   abort(): void {
     this.done = true;
     this.image = null;
-    for (const e of this.extents) this.pager.releaseSpill(e.start);
+    for (const e of this.extents) this.pages.release(e.start);
     this.extents.length = 0;
     this.group?.delete(this);
   }
@@ -133,7 +159,7 @@ export class SpillRunWriter {
   discard(): void { this.abort(); }
 
   private async write(bytes: Uint8Array): Promise<void> {
-    const pageSize = this.pager.pageSize, capacity = this.pagesPerExtent * this.bodyBytes;
+    const pageSize = this.pages.pageSize, capacity = this.pagesPerExtent * this.bodyBytes;
     // The store is done with the image when write() resolves, so the next extent reuses it.
     const image = (this.image ??= alignedBuffer(this.pagesPerExtent * pageSize));
     let from = 0;
@@ -149,16 +175,17 @@ export class SpillRunWriter {
 
   private async flush(): Promise<void> {
     const pages = Math.ceil(this.used / this.bodyBytes);
-    const start = this.pager.allocateSpill(pages);
+    const start = this.pages.allocate(pages);
     this.extents.push({ start, pages });
-    const image = this.image!.subarray(0, pages * this.pager.pageSize);
+    const pageSize = this.pages.pageSize;
+    const image = this.image!.subarray(0, pages * pageSize);
     for (let p = 0; p < pages; p++) {
       const body = Math.min(this.bodyBytes, this.used - p * this.bodyBytes);
-      const page = image.subarray(p * this.pager.pageSize, (p + 1) * this.pager.pageSize);
+      const page = image.subarray(p * pageSize, (p + 1) * pageSize);
       page.fill(0, PAGE_HEADER_BYTES + body); // no bytes of an earlier extent after the body
       sealPage(page, PageType.Spill, start + p, 0, body);
     }
-    await this.pager.store.write(start * this.pager.pageSize, image);
+    await this.pages.write(start, image);
     this.bytes += this.used;
     this.space.bytesWritten += image.byteLength;
     this.used = 0;
@@ -169,7 +196,7 @@ export class SpillRunWriter {
 export class SpillRun {
   private dropped = false;
   constructor(
-    private readonly pager: Pager,
+    private readonly pages: SpillPages,
     private readonly extents: readonly Extent[],
     readonly recordCount: number,
     readonly byteLength: number,
@@ -185,7 +212,7 @@ export class SpillRun {
    * bodies plus a record that continues past them: reading a run back leaves no garbage per read.
    */
   async *records(readPages?: number): AsyncGenerator<Buffer> {
-    const pageSize = this.pager.pageSize;
+    const pageSize = this.pages.pageSize;
     let largest = 1;
     for (const e of this.extents) largest = Math.max(largest, e.pages);
     const perRead = Math.max(1, Math.min(largest, readPages ?? largest));
@@ -195,7 +222,7 @@ export class SpillRun {
     let produced = 0;
     for (const piece of pieces(this.extents, perRead)) {
       if (this.dropped) throw new ModelVaultError('ABORTED', 'spill run was released while being read');
-      const infos = await this.pager.readRunInto(piece.start, piece.pages, read, PageType.Spill);
+      const infos = await this.pages.readInto(piece.start, piece.pages, read);
       let bodies = 0;
       for (const info of infos) bodies += info.bodyLength;
       if (held + bodies > joined.byteLength) {
@@ -228,7 +255,7 @@ export class SpillRun {
   drop(): void {
     if (this.dropped) return;
     this.dropped = true;
-    for (const e of this.extents) this.pager.releaseSpill(e.start);
+    for (const e of this.extents) this.pages.release(e.start);
     this.group?.delete(this);
   }
 

@@ -8,6 +8,8 @@ import { describe, expect, it, vi } from 'vitest';
 import { Pager } from '../../storage/pager.js';
 import { StorageEngine } from '../../storage/engine.js';
 import type { SpillRun } from '../../storage/spill-space.js';
+import { ScratchPages } from '../../storage/scratch-pages.js';
+import { PageType, sealPage } from '../../storage/page.js';
 import {
   MODES, describeCell, describeContent, expectCode, expectVerifyOk, openEngine, seededBytes, tempDir, u32Key,
 } from '../helpers/storage.js';
@@ -159,6 +161,30 @@ describe.each(MODES)('spill space (%s)', (mode) => {
     expect(await readAll(outside)).toEqual(records.map(describeCell));
     outside.drop();
     expect(engine.stats().spill.pagesInUse).toBe(0);
+  });
+
+  it('scratch pages (read-only opens) reuse their space, verify what they read, and fail with IO where no file can be made', async () => {
+    const pages = new ScratchPages(PAGE_SIZE);
+    try {
+      const a = pages.allocate(3), b = pages.allocate(2);
+      expect([a, b]).toEqual([0, 3]);
+      const image = Buffer.alloc(2 * PAGE_SIZE);
+      for (let p = 0; p < 2; p++) sealPage(image.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE), PageType.Spill, b + p, 0, 10);
+      await pages.write(b, image);
+      const back = Buffer.alloc(2 * PAGE_SIZE);
+      expect((await pages.readInto(b, 2, back)).map((i) => i.bodyLength)).toEqual([10, 10]);
+      await expectCode(pages.readInto(a, 1, back), 'CORRUPT'); // never written: no valid page there
+      pages.release(a);
+      expect(pages.pagesInUse).toBe(2);
+      expect(pages.allocate(3)).toBe(a); // the freed run is taken again
+    } finally {
+      await pages.close();
+    }
+    const nowhere = new ScratchPages(PAGE_SIZE, path.join(tempDir(), 'missing', 'dir'));
+    nowhere.allocate(1);
+    await expectCode(nowhere.write(0, Buffer.alloc(PAGE_SIZE)), 'IO');
+    await expectCode(nowhere.write(0, Buffer.alloc(PAGE_SIZE)), 'IO'); // tried again, not a stuck failure
+    await nowhere.close();
   });
 
   it('commits while spill pages are in use keep verify() ok, and dropped spill pages are reused', async () => {
