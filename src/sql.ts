@@ -1,5 +1,6 @@
 // SQL front end: SELECT [DISTINCT] ... FROM ... [JOIN ... ON a = b] [WHERE ...] [GROUP BY ...]
-// [HAVING ...] [ORDER BY ...] [LIMIT n] [OFFSET n], values only as `?` parameters. It builds the
+// [HAVING ...] [ORDER BY ...] [LIMIT n] [OFFSET n], values only as `?` parameters. "Quoted"
+// identifiers, -- and /* */ comments and one trailing semicolon are accepted. It builds the
 // same query object as the builder, so both compile onto the same plan and operators.
 import { ModelVaultError } from '../storage/errors.js';
 import type { AggregateSpec } from '../operators/aggregate-op.js';
@@ -8,7 +9,8 @@ import type { Model } from './model.js';
 import type { FieldSpec } from './types.js';
 import { Query, emptyState, type QueryHost, type QueryState } from './query.js';
 
-interface Token { kind: 'id' | 'num' | 'str' | 'param' | 'sym' | 'end'; text: string; pos: number }
+/** `quoted`: a "quoted" identifier, never a keyword. */
+interface Token { kind: 'id' | 'num' | 'str' | 'param' | 'sym' | 'end'; text: string; pos: number; quoted?: boolean }
 
 const MAX_SQL_LENGTH = 100_000;
 const MAX_DEPTH = 64;
@@ -24,6 +26,36 @@ function tokenize(text: string, literals: boolean): Token[] {
     const c = text[i];
     if (/\s/.test(c)) { i++; continue; }
     const start = i;
+    if (c === '-' && text[i + 1] === '-') {
+      while (i < text.length && text[i] !== '\n') i++;
+      continue;
+    }
+    if (c === '/' && text[i + 1] === '*') {
+      const end = text.indexOf('*/', i + 2);
+      if (end < 0) throw syntax(start, 'unterminated /* comment');
+      i = end + 2;
+      continue;
+    }
+    if (c === '"') {
+      // A quoted identifier ("" inside stands for one "): a name, whatever its spelling.
+      let name = '';
+      i++;
+      for (;;) {
+        if (i >= text.length) throw syntax(start, 'unterminated quoted identifier');
+        if (text[i] === '"') { if (text[i + 1] === '"') { name += '"'; i += 2; continue; } i++; break; }
+        name += text[i++];
+      }
+      if (name === '') throw syntax(start, 'empty quoted identifier');
+      out.push({ kind: 'id', text: name, pos: start, quoted: true });
+      continue;
+    }
+    if (c === ';') {
+      // One statement: a semicolon may end it, with nothing but blanks and comments after.
+      out.push({ kind: 'end', text: ';', pos: i++ });
+      const rest = tokenize(text.slice(i), literals);
+      if (rest.length > 1 || rest[0].text === ';') throw syntax(i + rest[0].pos, 'only one statement is allowed, after ;');
+      return out;
+    }
     if (/[A-Za-z_]/.test(c)) {
       while (i < text.length && /[A-Za-z0-9_.]/.test(text[i])) i++;
       out.push({ kind: 'id', text: text.slice(start, i), pos: start });
@@ -43,7 +75,7 @@ function tokenize(text: string, literals: boolean): Token[] {
       out.push({ kind: 'str', text: value, pos: start });
     } else if (c === '?') {
       out.push({ kind: 'param', text: '?', pos: i++ });
-    } else if (c === "'" || c === '"') {
+    } else if (c === "'") {
       throw syntax(start, 'literal values are not accepted; pass them as ? parameters');
     } else {
       const two = text.slice(i, i + 2);
@@ -75,14 +107,14 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
   /** Parsing HAVING: operands may be aggregate calls and SELECT aliases. */
   let havingMode = false;
   const peek = () => toks[p];
-  const isKw = (kw: string, t = peek()) => t.kind === 'id' && t.text.toUpperCase() === kw;
+  const isKw = (kw: string, t = peek()) => t.kind === 'id' && !t.quoted && t.text.toUpperCase() === kw;
   const eatKw = (kw: string) => { if (isKw(kw)) { p++; return true; } return false; };
   const expectKw = (kw: string) => { if (!eatKw(kw)) throw syntax(peek().pos, `expected ${kw}${peek().text ? `, found ${peek().text}` : ''}`); };
   const eatSym = (s: string) => { if (peek().kind === 'sym' && peek().text === s) { p++; return true; } return false; };
   const expectSym = (s: string) => { if (!eatSym(s)) throw syntax(peek().pos, `expected ${s}${peek().text ? `, found ${peek().text}` : ''}`); };
   const ident = (what: string) => {
     const t = peek();
-    if (t.kind !== 'id' || RESERVED.has(t.text.toUpperCase())) throw syntax(t.pos, `expected ${what}${t.text ? `, found ${t.text}` : ''}`);
+    if (t.kind !== 'id' || (!t.quoted && RESERVED.has(t.text.toUpperCase()))) throw syntax(t.pos, `expected ${what}${t.text ? `, found ${t.text}` : ''}`);
     p++;
     return t.text;
   };
@@ -192,7 +224,15 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
     expectKw('BY');
     do {
       let path: string;
-      if (groupBy || items.some((i) => i.agg)) {
+      const t = peek();
+      if (t.kind === 'num') {
+        // ORDER BY 2: the second SELECT item.
+        p++;
+        const n = Number(t.text);
+        if (star || !Number.isInteger(n) || n < 1 || n > items.length) throw syntax(t.pos, `ORDER BY ${t.text} names no SELECT item (${star ? 'SELECT * lists none' : `there are ${items.length}`})`);
+        const item = items[n - 1];
+        path = item.agg ? aggName(item) : stripBase(item.path!);
+      } else if (groupBy || items.some((i) => i.agg)) {
         path = havingOperand(); // also an aggregate call: ORDER BY COUNT(*) DESC
       } else {
         const name = ident('a column');
@@ -334,11 +374,14 @@ export function compileSql(text: string, params: readonly unknown[], modelFor: (
       expectSym(')');
       return { kind: 'cmp', path, op: notIn ? 'not in' : 'in', value: values };
     }
+    const notBetween = isKw('NOT') && isKw('BETWEEN', toks[p + 1]);
+    if (notBetween) p++;
     if (eatKw('BETWEEN')) {
       const lo = param();
       expectKw('AND');
       const hi = param();
-      return { kind: 'and', items: [{ kind: 'cmp', path, op: '>=', value: lo }, { kind: 'cmp', path, op: '<=', value: hi }] };
+      const between: Expr = { kind: 'and', items: [{ kind: 'cmp', path, op: '>=', value: lo }, { kind: 'cmp', path, op: '<=', value: hi }] };
+      return notBetween ? { kind: 'not', item: between } : between;
     }
     if (eatKw('STARTSWITH')) return { kind: 'cmp', path, op: 'startsWith', value: param() };
     const notLike = isKw('NOT') && isKw('LIKE', toks[p + 1]);

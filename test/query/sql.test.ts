@@ -203,6 +203,7 @@ describe.each(MODES)('db.sql() (%s)', (mode) => {
   it('values only as parameters: string literals are rejected, parameter counts must match', async () => {
     const quote = expectCodeSync(() => db.sql("SELECT id FROM orders WHERE category = 'cat01'"), 'VALIDATION');
     expect(quote.details.position).toBe('SELECT id FROM orders WHERE category = '.length);
+    // "cat01" is a quoted identifier, not a value: a syntax error where a ? belongs.
     expectCodeSync(() => db.sql('SELECT id FROM orders WHERE category = "cat01"'), 'VALIDATION');
     // Too few parameters: the error names the first ? without a value.
     const few = expectCodeSync(() => db.sql('SELECT id FROM orders WHERE qty = ? AND amount > ?', [1]), 'VALIDATION');
@@ -221,6 +222,37 @@ describe.each(MODES)('db.sql() (%s)', (mode) => {
     const col = expectCodeSync(() => db.sql('SELECT id FROM orders WHERE nope = ?', [1]).explain(), 'VALIDATION');
     expect(col.details.path).toBe('nope');
     expectCodeSync(() => db.sql('SELECT nope FROM orders').explain(), 'VALIDATION');
+  });
+
+  it('"quoted" identifiers, comments, one trailing semicolon, NOT BETWEEN and ORDER BY a SELECT position', async () => {
+    const got = await db.sql('SELECT "id", "amount" AS "Amount Due" FROM "orders" -- every order\n WHERE "category" = ? /* one category */ ORDER BY 2 DESC, 1 LIMIT 5 ;  -- done', ['cat04']).toArray();
+    const want = where(cmp('category', '=', 'cat04')).sort(compareRows([{ path: 'amount', desc: true }, { path: 'id', desc: false }])).slice(0, 5);
+    expect(got).toEqual(want.map((r) => ({ id: r.id, 'Amount Due': r.amount })));
+    // A quoted name is never a keyword: "limit" is a column (there is none).
+    expect(expectCodeSync(() => db.sql('SELECT "limit" FROM orders').explain(), 'VALIDATION').details.path).toBe('limit');
+
+    const lo = 10, hi = 30;
+    const outside = await db.sql('SELECT id FROM orders WHERE amount NOT BETWEEN ? AND ? AND qty = ?', [lo, hi, 4]).toArray();
+    expect(ids(outside)).toEqual(rows.filter((r) => !(r.amount >= lo && r.amount <= hi) && r.qty === 4).map((r) => r.id));
+
+    const grouped = await db.sql('SELECT category, COUNT(*) AS n FROM orders GROUP BY category ORDER BY 2 DESC, 1').toArray();
+    const counts = new Map<string, number>();
+    for (const r of rows) counts.set(r.category, (counts.get(r.category) ?? 0) + 1);
+    expect(grouped).toEqual([...counts].map(([category, n]) => ({ category, n })).sort((a, b) => b.n - a.n || (a.category < b.category ? -1 : 1)));
+
+    const errors: [string, number][] = [
+      ['SELECT id FROM orders; SELECT id FROM orders', 'SELECT id FROM orders; '.length],
+      ['SELECT id FROM orders;;', 'SELECT id FROM orders;'.length],
+      ['SELECT id FROM orders /* open', 'SELECT id FROM orders '.length],
+      ['SELECT "id FROM orders', 'SELECT '.length],
+      ['SELECT id, amount FROM orders ORDER BY 3', 'SELECT id, amount FROM orders ORDER BY '.length],
+      ['SELECT id FROM orders ORDER BY 0', 'SELECT id FROM orders ORDER BY '.length],
+      ['SELECT * FROM orders ORDER BY 1', 'SELECT * FROM orders ORDER BY '.length],
+    ];
+    for (const [text, position] of errors) {
+      const err = expectCodeSync(() => db.sql(text), 'VALIDATION');
+      expect(err.details.position, `${text}: ${err.message}`).toBe(position);
+    }
   });
 
   it('an unknown collection is UNKNOWN_COLLECTION naming it and its position', () => {
