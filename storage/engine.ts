@@ -14,13 +14,14 @@ import {
   type Cell, type KeyBounds, type LeafEntry, type LeafSlice, type NodeSource, type SliceOptions,
 } from './btree.js';
 import { ModelVaultError, corruptAt, ioError } from './errors.js';
-import { FileLock, isProcessAlive, removeLeftovers } from './file-lock.js';
+import { FileLock, isProcessAlive, liveLockHolder, removeLeftovers } from './file-lock.js';
 import { FileStore } from './file-store.js';
 import { MemoryStore } from './memory-store.js';
 import { PAGE_HEADER_BYTES, PageType, verifyPage } from './page.js';
 import { Pager, type PagerOptions, type RecoveryInfo, type Snapshot, type WriteTxn } from './pager.js';
 import { FilePages, SpillSpace, type SpillPages } from './spill-space.js';
 import { ScratchPages } from './scratch-pages.js';
+import { MAGIC } from './superblock.js';
 
 export interface EngineOptions extends PagerOptions {
   /** Create the file when missing (default true). */
@@ -437,6 +438,7 @@ export class StorageEngine {
   /** A consistent copy of the committed state at `dest`, written to a temporary name, synced, then renamed. */
   async backup(dest: string): Promise<{ bytes: number }> {
     this.assertOpen();
+    this.checkBackupDestination(dest);
     // A backup to the same place that was killed left its temporary file; another process's may be running.
     removeLeftovers(dest, BACKUP_MARKER, [''], (pid) => pid !== process.pid && !isProcessAlive(pid));
     const temp = `${dest}${BACKUP_MARKER}${process.pid}`;
@@ -457,6 +459,40 @@ export class StorageEngine {
     await fsp.rename(temp, dest).catch((err) => { throw ioError(`renaming to ${dest}`, err); });
     await syncDirectory(path.dirname(dest));
     return { bytes };
+  }
+
+  /**
+   * A backup replaces `dest` by renaming a finished copy over it. That must never be this very
+   * file (the open handle would go on writing to the unlinked old one, and every later commit
+   * would be lost), a database another process has open for writing, or a file that is not a
+   * ModelVault file at all (someone's data): a previous backup is the only thing it replaces.
+   */
+  private checkBackupDestination(dest: string): void {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(dest);
+    } catch {
+      return; // nothing there yet (a missing directory fails when the copy is created)
+    }
+    const refuse = (why: string) => new ModelVaultError('VALIDATION', `backup destination ${dest} ${why}`, { path: 'dest' });
+    if (st.isDirectory()) throw refuse('is a directory');
+    if (this.path !== null) {
+      const own = fs.statSync(this.path);
+      if (own.dev === st.dev && own.ino === st.ino) throw refuse('is this database itself');
+    }
+    const holder = liveLockHolder(dest);
+    if (holder !== null) throw new ModelVaultError('LOCKED', `backup destination ${dest} is open for writing (pid ${holder})`, { path: dest, pid: holder });
+    if (!st.isFile()) throw refuse('is not a regular file');
+    if (st.size > 0) {
+      const head = Buffer.alloc(MAGIC.length);
+      const fd = fs.openSync(dest, 'r');
+      try {
+        fs.readSync(fd, head, 0, head.length, 0);
+      } finally {
+        fs.closeSync(fd);
+      }
+      if (head.toString('latin1') !== MAGIC) throw refuse('exists and is not a ModelVault file; it is left as it is');
+    }
   }
 
   /**

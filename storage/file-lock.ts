@@ -86,6 +86,14 @@ function tryCreate(path: string): boolean {
   }
 }
 
+/** The pid holding `dbPath`'s write lock, if a live process holds it. */
+export function liveLockHolder(dbPath: string): number | null {
+  const lockPath = `${dbPath}.lock`;
+  if (!fs.existsSync(lockPath)) return null;
+  const holder = readHolder(lockPath);
+  return holder && isAlive(holder) ? holder.pid : null;
+}
+
 function readHolder(path: string): Holder | null {
   try {
     const text = fs.readFileSync(path, 'utf8');

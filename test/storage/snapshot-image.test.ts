@@ -133,6 +133,50 @@ describe.each(MODES)('committed images (%s)', (mode) => {
     }
   });
 
+  it('backup() replaces an earlier backup, but never the database itself, an open database or a foreign file', async () => {
+    const file = tempFile();
+    const db = mode === 'memory' ? await Database.openInMemory({ pageSize: PAGE_SIZE }) : await Database.open(file, { pageSize: PAGE_SIZE });
+    const dir = tempDir();
+    const other = path.join(dir, 'open-elsewhere.modelvault');
+    const elsewhere = await Database.open(other, { pageSize: PAGE_SIZE });
+    try {
+      await fill(db.engine);
+      const content = await describeContent(db.engine);
+      const dest = path.join(dir, 'nightly.modelvault');
+      await db.backup(dest);
+      await db.engine.write(async (tx) => { await (await tx.tree('b', 1)).delete(u32Key(5)); });
+      await db.backup(dest); // the earlier backup is replaced by the new state
+      await expectFileHolds(dest, await describeContent(db.engine));
+      expect(content).not.toEqual(await describeContent(db.engine));
+
+      const foreign = path.join(dir, 'notes.txt');
+      fs.writeFileSync(foreign, 'precious');
+      expect((await expectCode(db.backup(foreign), 'VALIDATION')).message).toMatch(/not a ModelVault file/);
+      expect(fs.readFileSync(foreign, 'utf8')).toBe('precious');
+      await expectCode(db.backup(dir), 'VALIDATION');
+      const otherBytes = fs.readFileSync(other);
+      await expectCode(db.backup(other), 'LOCKED'); // another Database (here, this process's) writes it
+      expect(fs.readFileSync(other).equals(otherBytes)).toBe(true);
+      if (mode === 'file') {
+        const before = await describeContent(db.engine);
+        expect((await expectCode(db.backup(file), 'VALIDATION')).message).toMatch(/this database itself/);
+        const link = path.join(dir, 'link.modelvault');
+        fs.symlinkSync(file, link);
+        await expectCode(db.backup(link), 'VALIDATION');
+        // The file is still the one the open handle writes: a commit after these lands in it.
+        await db.engine.write(async (tx) => { await (await tx.tree('b', 1)).delete(u32Key(6)); });
+        const after = await describeContent(db.engine);
+        expect(after).not.toEqual(before);
+        await db.close();
+        await expectFileHolds(file, after);
+      }
+      expect(fs.readdirSync(dir).filter((f) => f.includes('.partial-'))).toEqual([]);
+    } finally {
+      await db.close();
+      await elsewhere.close();
+    }
+  });
+
   it('compact() shrinks the image after most rows are deleted and keeps the content', async () => {
     const engine = await openEngine(mode, { pageSize: PAGE_SIZE });
     await fill(engine);
