@@ -9,6 +9,7 @@ import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { ModelVaultError } from '../storage/errors.js';
 import { readFileSummary } from '../storage/inspect.js';
+import { MAGIC } from '../storage/superblock.js';
 import { Database } from './database.js';
 import { exportRows, formatOf, importFile } from './io.js';
 import { Model, isModelLike, asModel } from './model.js';
@@ -17,6 +18,25 @@ import type { Query } from './query.js';
 import { compileSql } from './sql.js';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
+
+/** `--out` would truncate it: a database (the one being read, or any other) is never an output file. */
+function refuseDatabaseAsOutput(out: string): void {
+  let head: Buffer;
+  try {
+    const fd = fs.openSync(out, 'r');
+    try {
+      head = Buffer.alloc(MAGIC.length);
+      fs.readSync(fd, head, 0, head.length, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return; // absent or unreadable: creating it reports any problem
+  }
+  if (head.toString('latin1') === MAGIC) {
+    throw new ModelVaultError('VALIDATION', `refusing to write over ${out}: it is a ModelVault database`, { path: 'out' });
+  }
+}
 
 async function withDb<T>(file: string, opts: { readOnly: boolean; memoryLimit?: number }, fn: (db: Database) => Promise<T>): Promise<T> {
   if (!fs.existsSync(file)) throw new ModelVaultError('IO', `no such file: ${file}`, { path: file });
@@ -230,6 +250,7 @@ export function buildProgram(): Command {
         const total = o.where || o.limit ? 0 : await coll.count();
         const progress = o.out ? bar('export', total, 'rows') : null;
         const t0 = performance.now();
+        if (o.out) refuseDatabaseAsOutput(o.out);
         const stream = o.out ? fs.createWriteStream(o.out) : process.stdout;
         const n = await exportRows(q, o.format, stream, columns, {
           onProgress: (rows) => progress?.update(rows, { rows, rate: Math.round(rows / ((performance.now() - t0) / 1000 || 1)), done: String(rows) }),

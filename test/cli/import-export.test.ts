@@ -305,6 +305,18 @@ describe('export', () => {
     }
   });
 
+  it('--out never writes over a database: not the one exported, not another', async () => {
+    const copy = path.join(dir, 'victim.modelvault');
+    fs.copyFileSync(modelled, copy);
+    const before = fs.readFileSync(copy);
+    for (const target of [copy, modelled]) {
+      const line = expectUserError(await cli('export', copy, 'orders', '--out', target), /refusing to write over .*: it is a ModelVault database/);
+      expect(line).toContain(target);
+    }
+    expect(fs.readFileSync(copy).equals(before)).toBe(true);
+    expect(await readRows(copy)).toEqual(sourceRows);
+  });
+
   it('--where, --order, --limit and --select shape the export; --out and stdout get the same bytes', async () => {
     const shape = ['--where', "category = 'garden' AND qty >= 4", '--order', 'amount:desc', '--limit', '5', '--select', 'id,amount,qty,note'];
     const outNd = path.join(dir, 'shaped.ndjson');
