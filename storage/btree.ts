@@ -256,9 +256,10 @@ export async function readOverflow(pager: Pager, ref: OverflowRef): Promise<Buff
 export interface SliceOptions {
   /**
    * The caller is done with a slice's views (keys, cells, column vectors) before it pulls the
-   * next slice. Then, once the buffer pool is full, the walk reads runs of leaves into one
-   * reused buffer instead of the pool: a long scan neither evicts the pool's pages nor leaves
-   * a buffer per page for the GC, so memory stays at cacheSize however large the scan.
+   * next slice. Then, once the buffer pool is full (from the start, for a tree larger than a
+   * quarter of the pool), the walk reads runs of leaves into one reused buffer instead of the
+   * pool: a long scan neither evicts the pool's pages nor leaves a buffer per page for the GC,
+   * so memory stays at cacheSize however large the scan.
    */
   transient?: boolean;
 }
@@ -305,6 +306,23 @@ export async function* leafSlices(src: NodeSource, rootOrLookup: number | (() =>
     return leaf;
   };
   const inRun = (pageNo: number) => pageNo - runStart >= 0 && pageNo - runStart < runInfos.length;
+  /**
+   * Bulk read, as PostgreSQL's ring buffer for large sequential scans: a transient walk over a
+   * tree larger than a quarter of the pool reads around the pool from its first leaf instead of
+   * filling the pool's free room. A one-pass walk of a big tree rarely comes back for the few
+   * leaves the pool could keep (a later scan reads them from the OS page cache about as fast),
+   * while they would hold up to cacheSize of memory that lookups use better. Judged once, at the
+   * first level-1 branch, from the fan-outs on the path down (about the tree's leaf count).
+   */
+  let bulk: boolean | null = null;
+  const isBulk = (): boolean => {
+    if (bulk === null) {
+      let leaves = 1;
+      for (const s of stack) leaves *= s.node.count;
+      bulk = leaves * pageSize > src.pager.pool.maxBytes / 4;
+    }
+    return bulk;
+  };
 
   const descend = async (pageNo: number, parent: BranchLike | null, edge: boolean): Promise<LeafLike> => {
     for (;;) {
@@ -328,7 +346,7 @@ export async function* leafSlices(src: NodeSource, rootOrLookup: number | (() =>
       if (i < 0 || i >= node.count) break;
       pages.push(node.child(i));
     }
-    if (!transient || src.pager.pool.hasRoomFor(pages.length, pageSize)) {
+    if (!transient || (!isBulk() && src.pager.pool.hasRoomFor(pages.length, pageSize))) {
       await src.prefetch(pages);
       return;
     }

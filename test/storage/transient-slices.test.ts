@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { StorageEngine } from '../../storage/engine.js';
 import type { KeyBounds } from '../../storage/btree.js';
-import { MODES, expectCode, fillTree, openEngine, tempFile, u32Key } from '../helpers/storage.js';
+import { MODES, expectCode, fillTree, openEngine, reopenEngine, tempFile, u32Key } from '../helpers/storage.js';
 
 const PAGE = 16384;
 const ROWS = 40_000;
@@ -49,6 +49,36 @@ describe.each(MODES)('transient leaf walks (%s)', (mode) => {
     const all = await walk(engine, {}, true);
     expect(all.length).toBe(ROWS);
     expect(all[ROWS - 1]).toBe(`${ROWS - 1}=${value(ROWS - 1).toString()}`);
+  });
+});
+
+describe.each(MODES)('bulk reads (%s)', (mode) => {
+  it('a transient walk of a tree over a quarter of the pool leaves the pool to lookups; a small tree is cached', async () => {
+    // ~40,000 rows of 16 KiB pages: about 3 MiB of leaves, over a quarter of a 4 MiB pool.
+    const written = await openEngine(mode, { pageSize: PAGE, cacheSize: 4 << 20 });
+    await fill(written);
+    await fillTree(written, 'small', 2000, value); // about 150 KiB: under a quarter
+    const engine = await reopenEngine(written); // an empty pool
+    const cached = () => engine.stats().cache.bytes;
+    const walkAll = async (tree: string) => {
+      using snap = engine.snapshot();
+      let n = 0;
+      for await (const { start, end } of snap.slices(tree, {}, { transient: true })) n += end - start;
+      return n;
+    };
+    const start = cached();
+    expect(await walkAll('t')).toBe(ROWS);
+    // Only the branches on the way down entered the pool, not the leaves.
+    expect(cached() - start).toBeLessThanOrEqual(8 * PAGE);
+    expect(await walkAll('t')).toBe(ROWS);
+    expect(cached() - start).toBeLessThanOrEqual(8 * PAGE);
+
+    const beforeSmall = cached();
+    expect(await walkAll('small')).toBe(2000);
+    expect(cached() - beforeSmall).toBeGreaterThan(4 * PAGE); // its leaves stay for the next walk
+    const misses = engine.stats().cache.misses;
+    expect(await walkAll('small')).toBe(2000);
+    expect(engine.stats().cache.misses).toBe(misses);
   });
 });
 
