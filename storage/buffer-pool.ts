@@ -74,6 +74,9 @@ export class BufferPool {
     return this.cache.has(pageNo);
   }
 
+  /** The bytes of pages the pool holds at most (cacheSize, and at least 1 MiB). */
+  get capacityBytes(): number { return this.cache.maxSize; }
+
   /** Whether `pages` more pages of `pageSize` fit without evicting anything. */
   hasRoomFor(pages: number, pageSize: number): boolean {
     return this.cache.calculatedSize + pages * (pageSize + ENTRY_OVERHEAD_BYTES) <= this.cache.maxSize;

@@ -53,11 +53,11 @@ describe.each(MODES)('transient leaf walks (%s)', (mode) => {
 });
 
 describe.each(MODES)('bulk reads (%s)', (mode) => {
-  it('a transient walk of a tree over a quarter of the pool leaves the pool to lookups; a small tree is cached', async () => {
-    // ~40,000 rows of 16 KiB pages: about 3 MiB of leaves, over a quarter of a 4 MiB pool.
-    const written = await openEngine(mode, { pageSize: PAGE, cacheSize: 4 << 20 });
-    await fill(written);
-    await fillTree(written, 'small', 2000, value); // about 150 KiB: under a quarter
+  it('a transient walk of a tree over four times the pool leaves the pool to lookups; a smaller tree is cached', async () => {
+    // 40,000 rows of 200-byte values: about 9 MiB of leaves, over four times a 1 MiB pool.
+    const written = await openEngine(mode, { pageSize: PAGE, cacheSize: 1 << 20 });
+    await fillTree(written, 't', ROWS, (i) => Buffer.alloc(200, i % 251));
+    await fillTree(written, 'small', 6000, value); // about 0.3 MiB: cached
     const engine = await reopenEngine(written); // an empty pool
     const cached = () => engine.stats().cache.bytes;
     const walkAll = async (tree: string) => {
@@ -74,10 +74,10 @@ describe.each(MODES)('bulk reads (%s)', (mode) => {
     expect(cached() - start).toBeLessThanOrEqual(8 * PAGE);
 
     const beforeSmall = cached();
-    expect(await walkAll('small')).toBe(2000);
-    expect(cached() - beforeSmall).toBeGreaterThan(4 * PAGE); // its leaves stay for the next walk
+    expect(await walkAll('small')).toBe(6000);
+    expect(cached() - beforeSmall).toBeGreaterThan(8 * PAGE); // its leaves stay for the next walk
     const misses = engine.stats().cache.misses;
-    expect(await walkAll('small')).toBe(2000);
+    expect(await walkAll('small')).toBe(6000);
     expect(engine.stats().cache.misses).toBe(misses);
   });
 });
