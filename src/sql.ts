@@ -19,6 +19,22 @@ function syntax(pos: number, message: string): ModelVaultError {
   return new ModelVaultError('VALIDATION', `SQL syntax error at position ${pos}: ${message}`, { path: 'sql', position: pos });
 }
 
+/** The text between the quote at `start` and its closing twin (a doubled quote stands for one); `end` is past it. */
+function quoted(text: string, start: number, what: string): { value: string; end: number } {
+  const q = text[start];
+  let value = '';
+  for (let i = start + 1; ;) {
+    if (i >= text.length) throw syntax(start, `unterminated ${what}`);
+    if (text[i] === q) {
+      if (text[i + 1] !== q) return { value, end: i + 1 };
+      value += q;
+      i += 2;
+      continue;
+    }
+    value += text[i++];
+  }
+}
+
 function tokenize(text: string, literals: boolean): Token[] {
   const out: Token[] = [];
   let i = 0;
@@ -37,16 +53,11 @@ function tokenize(text: string, literals: boolean): Token[] {
       continue;
     }
     if (c === '"') {
-      // A quoted identifier ("" inside stands for one "): a name, whatever its spelling.
-      let name = '';
-      i++;
-      for (;;) {
-        if (i >= text.length) throw syntax(start, 'unterminated quoted identifier');
-        if (text[i] === '"') { if (text[i + 1] === '"') { name += '"'; i += 2; continue; } i++; break; }
-        name += text[i++];
-      }
-      if (name === '') throw syntax(start, 'empty quoted identifier');
-      out.push({ kind: 'id', text: name, pos: start, quoted: true });
+      // A quoted identifier: a name, whatever its spelling.
+      const { value, end } = quoted(text, start, 'quoted identifier');
+      if (value === '') throw syntax(start, 'empty quoted identifier');
+      out.push({ kind: 'id', text: value, pos: start, quoted: true });
+      i = end;
       continue;
     }
     if (c === ';') {
@@ -65,14 +76,9 @@ function tokenize(text: string, literals: boolean): Token[] {
       if (literals && text[i] === '.' && /[0-9]/.test(text[i + 1] ?? '')) { i++; while (i < text.length && /[0-9eE+-]/.test(text[i])) i++; }
       out.push({ kind: 'num', text: text.slice(start, i), pos: start });
     } else if (literals && c === "'") {
-      let value = '';
-      i++;
-      for (;;) {
-        if (i >= text.length) throw syntax(start, 'unterminated string');
-        if (text[i] === "'") { if (text[i + 1] === "'") { value += "'"; i += 2; continue; } i++; break; }
-        value += text[i++];
-      }
+      const { value, end } = quoted(text, start, 'string');
       out.push({ kind: 'str', text: value, pos: start });
+      i = end;
     } else if (c === '?') {
       out.push({ kind: 'param', text: '?', pos: i++ });
     } else if (c === "'") {
