@@ -256,8 +256,8 @@ export async function readOverflow(pager: Pager, ref: OverflowRef): Promise<Buff
 export interface SliceOptions {
   /**
    * The caller is done with a slice's views (keys, cells, column vectors) before it pulls the
-   * next slice. Then, once the buffer pool is full (from the start, for a tree more than four
-   * times the pool), the walk reads runs of leaves into one reused buffer instead of the
+   * next slice. Then, once the buffer pool is full (from the start, for a tree more than twice
+   * the pool), the walk reads runs of leaves into one reused buffer instead of the
    * pool: a long scan neither evicts the pool's pages nor leaves a buffer per page for the GC,
    * so memory stays at cacheSize however large the scan.
    */
@@ -308,20 +308,20 @@ export async function* leafSlices(src: NodeSource, rootOrLookup: number | (() =>
   const inRun = (pageNo: number) => pageNo - runStart >= 0 && pageNo - runStart < runInfos.length;
   /**
    * Bulk read (a scan-resistant strategy, as PostgreSQL's ring buffer for large sequential
-   * scans): a transient walk over a tree more than four times the pool reads around the pool
-   * from its first leaf instead of filling the pool's free room. The pool could keep under a
-   * quarter of such a tree, so a later scan would find few of its leaves there, while they
-   * would hold up to cacheSize of memory. Below that, filling pays: a 10% filter over 1M orders
-   * (95 MiB) ran 26% faster per repeated scan with 64 MiB of them in the pool than reading all
-   * of them around it. Judged once, at the first level-1 branch, from the fan-outs on the path
-   * down (about the tree's leaf count).
+   * scans): a transient walk over a tree more than twice the pool reads around the pool from
+   * its first leaf instead of filling the pool's free room. The pool could keep under half of
+   * such a tree, so a later scan would still read most of it around the pool, while the leaves
+   * kept would hold up to cacheSize of memory. Below that, filling pays: a 10% filter over 1M
+   * orders (95 MiB) ran 26% faster per repeated scan with 64 MiB of them in the pool than
+   * reading all of them around it. Judged once, at the first level-1 branch, from the fan-outs
+   * on the path down (about the tree's leaf count).
    */
   let bulk: boolean | null = null;
   const isBulk = (): boolean => {
     if (bulk === null) {
       let leaves = 1;
       for (const s of stack) leaves *= s.node.count;
-      bulk = leaves * pageSize > 4 * src.pager.pool.capacityBytes;
+      bulk = leaves * pageSize > 2 * src.pager.pool.capacityBytes;
     }
     return bulk;
   };

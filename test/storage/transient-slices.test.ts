@@ -53,8 +53,8 @@ describe.each(MODES)('transient leaf walks (%s)', (mode) => {
 });
 
 describe.each(MODES)('bulk reads (%s)', (mode) => {
-  it('a transient walk of a tree over four times the pool leaves the pool to lookups; a smaller tree is cached', async () => {
-    // 40,000 rows of 200-byte values: about 9 MiB of leaves, over four times a 1 MiB pool.
+  it('a transient walk of a tree over twice the pool leaves the pool to lookups; a smaller tree is cached', async () => {
+    // 40,000 rows of 200-byte values: about 9 MiB of leaves, over twice a 1 MiB pool.
     const written = await openEngine(mode, { pageSize: PAGE, cacheSize: 1 << 20 });
     await fillTree(written, 't', ROWS, (i) => Buffer.alloc(200, i % 251));
     await fillTree(written, 'small', 6000, value); // about 0.3 MiB: cached
