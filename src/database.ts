@@ -2,7 +2,7 @@
 // memory, snapshot image), recovery info, snapshot bytes, backup, compact, verify, stats
 // and close. Collections and queries slot in on top of `engine`.
 import type { BlockStore } from '../storage/block-store.js';
-import type { Cell } from '../storage/btree.js';
+import { maxRowColumns, type Cell } from '../storage/btree.js';
 import { KeySorter } from '../storage/key-sorter.js';
 import { ModelVaultError } from '../storage/errors.js';
 import { MAX_PAGE_SIZE, MIN_PAGE_SIZE } from '../storage/superblock.js';
@@ -15,11 +15,10 @@ import {
 import { Collection } from './collection.js';
 import { CollectionLayout, CollectionWriter } from './collection-writer.js';
 import { Model, asModel, isModelLike } from './model.js';
-import { refuseUnknownOptions } from './validate.js';
-import { maxRowColumns } from '../storage/btree.js';
 import { DatabaseScope, TxScope, refuseInsideTransaction, type Scope } from './scope.js';
 import type { Query, QueryHost } from './query.js';
 import { compileSql } from './sql.js';
+import { refuseUnknownOptions } from './validate.js';
 
 const BATCH_ROWS = 1024;
 

@@ -464,8 +464,8 @@ export class StorageEngine {
   /**
    * A backup replaces `dest` by renaming a finished copy over it. That must never be this very
    * file (the open handle would go on writing to the unlinked old one, and every later commit
-   * would be lost), a database another process has open for writing, or a file that is not a
-   * ModelVault file at all (someone's data): a previous backup is the only thing it replaces.
+   * would be lost), a database open for writing (by any process, this one included), or a file
+   * that is not a ModelVault file at all (someone's data): an earlier backup is all it replaces.
    */
   private checkBackupDestination(dest: string): void {
     let st: fs.Stats;

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { FileStore } from './file-store.js';
-import { ioError } from './errors.js';
+import { ModelVaultError, ioError } from './errors.js';
 import { FreeSpace } from './free-space.js';
 import { PageType, verifyPage, type PageInfo } from './page.js';
 import type { SpillPages } from './spill-space.js';
@@ -27,6 +27,9 @@ export class ScratchPages implements SpillPages {
 
   get pagesInUse(): number { return this.inUse; }
 
+  /** The scratch file's size (0 before the first spill). */
+  get fileBytes(): number { return this.store?.size() ?? 0; }
+
   allocate(count: number): number {
     let start = this.free.takeRun(count);
     if (start < 0) {
@@ -45,15 +48,20 @@ export class ScratchPages implements SpillPages {
     this.inUse -= count;
     this.free.add(start, count);
     if (this.runs.size === 0) {
-      // Nothing in use: later runs start again from page 0, so the file's size stays that of
-      // the largest spill at once (its pages are rewritten, not added to).
+      // Nothing in use: later runs start again from page 0, and the file gives its disk space
+      // back (an unlinked file shows in no listing, only in the free space it takes).
       this.free = new FreeSpace();
       this.highWater = 0;
+      if (this.store) this.emptied = this.store.truncate(0).catch(() => undefined);
     }
   }
 
+  /** The truncation after the last release; a write waits for it, so it cannot land first. */
+  private emptied: Promise<void> | null = null;
+
   async write(start: number, image: Uint8Array): Promise<void> {
     const store = await this.open();
+    await this.emptied;
     await store.write(start * this.pageSize, image);
   }
 
@@ -100,7 +108,7 @@ export class ScratchPages implements SpillPages {
       }
       if (this.closed) {
         await store.close();
-        throw new Error('internal: spill scratch file opened after close');
+        throw new ModelVaultError('CLOSED', 'the database is closed');
       }
       this.store = store;
       return store;

@@ -177,6 +177,13 @@ describe.each(MODES)('spill space (%s)', (mode) => {
       pages.release(a);
       expect(pages.pagesInUse).toBe(2);
       expect(pages.allocate(3)).toBe(a); // the freed run is taken again
+      expect(pages.fileBytes).toBe(5 * PAGE_SIZE);
+      pages.release(a);
+      pages.release(b);
+      // Nothing in use: the file gives its space back, and the next run starts at page 0.
+      expect(pages.allocate(1)).toBe(0);
+      await pages.write(0, image.subarray(0, PAGE_SIZE).fill(0));
+      expect(pages.fileBytes).toBe(PAGE_SIZE);
     } finally {
       await pages.close();
     }
