@@ -9,7 +9,7 @@ import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { ModelVaultError } from '../storage/errors.js';
 import { readFileSummary } from '../storage/inspect.js';
-import { MAGIC } from '../storage/superblock.js';
+import { hasModelVaultMagic } from '../storage/superblock.js';
 import { Database } from './database.js';
 import { exportRows, formatOf, importFile } from './io.js';
 import { Model, isModelLike, asModel } from './model.js';
@@ -21,21 +21,7 @@ const out = (s: string) => process.stdout.write(`${s}\n`);
 
 /** `--out` would truncate it: a database (the one being read, or any other) is never an output file. */
 function refuseDatabaseAsOutput(out: string): void {
-  let head: Buffer;
-  try {
-    const fd = fs.openSync(out, 'r');
-    try {
-      head = Buffer.alloc(MAGIC.length);
-      fs.readSync(fd, head, 0, head.length, 0);
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    return; // absent or unreadable: creating it reports any problem
-  }
-  if (head.toString('latin1') === MAGIC) {
-    throw new ModelVaultError('VALIDATION', `refusing to write over ${out}: it is a ModelVault database`, { path: 'out' });
-  }
+  if (hasModelVaultMagic(out)) throw new ModelVaultError('VALIDATION', `refusing to write over ${out}: it is a ModelVault database`, { path: 'out' });
 }
 
 async function withDb<T>(file: string, opts: { readOnly: boolean; memoryLimit?: number }, fn: (db: Database) => Promise<T>): Promise<T> {

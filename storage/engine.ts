@@ -21,7 +21,7 @@ import { PAGE_HEADER_BYTES, PageType, verifyPage } from './page.js';
 import { Pager, type PagerOptions, type RecoveryInfo, type Snapshot, type WriteTxn } from './pager.js';
 import { FilePages, SpillSpace, type SpillPages } from './spill-space.js';
 import { ScratchPages } from './scratch-pages.js';
-import { MAGIC } from './superblock.js';
+import { hasModelVaultMagic } from './superblock.js';
 
 export interface EngineOptions extends PagerOptions {
   /** Create the file when missing (default true). */
@@ -483,16 +483,7 @@ export class StorageEngine {
     const holder = liveLockHolder(dest);
     if (holder !== null) throw new ModelVaultError('LOCKED', `backup destination ${dest} is open for writing (pid ${holder})`, { path: dest, pid: holder });
     if (!st.isFile()) throw refuse('is not a regular file');
-    if (st.size > 0) {
-      const head = Buffer.alloc(MAGIC.length);
-      const fd = fs.openSync(dest, 'r');
-      try {
-        fs.readSync(fd, head, 0, head.length, 0);
-      } finally {
-        fs.closeSync(fd);
-      }
-      if (head.toString('latin1') !== MAGIC) throw refuse('exists and is not a ModelVault file; it is left as it is');
-    }
+    if (st.size > 0 && !hasModelVaultMagic(dest)) throw refuse('exists and is not a ModelVault file; it is left as it is');
   }
 
   /**

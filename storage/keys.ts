@@ -49,7 +49,8 @@ const tooLong = (index: number, bytes: number) => partError(index, `a key part o
 
 /** Whether `part` can be encoded as a key component (strings are limited to 4 KiB). */
 export function keyPartFits(part: KeyPart): boolean {
-  if (typeof part !== 'string') return true;
+  // Up to a quarter as many UTF-16 units as bytes: at most 3 bytes each, far below the limit.
+  if (typeof part !== 'string' || part.length <= MAX_KEY_PART_BYTES / 4) return true;
   try {
     return writePart(part, 0) <= MAX_KEY_PART_BYTES;
   } catch {

@@ -1,10 +1,29 @@
 // File header and the two superblocks. The header is written once at creation; commits
 // alternate between the two superblock slots, and open takes the valid one with the
 // highest generation (see FORMAT.md for the byte tables).
+import fs from 'node:fs';
 import { checksum } from './checksum.js';
 import { ModelVaultError } from './errors.js';
 
 export const MAGIC = 'MODELVLT';
+
+/** Whether the file at `path` starts with the ModelVault magic (false when absent or unreadable). */
+export function hasModelVaultMagic(path: string): boolean {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, 'r');
+  } catch {
+    return false;
+  }
+  try {
+    const head = Buffer.alloc(MAGIC.length);
+    return fs.readSync(fd, head, 0, head.length, 0) === head.length && head.toString('latin1') === MAGIC;
+  } catch {
+    return false;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 /** 2: leaf columns may be dictionary-encoded (kind 2); version-1 files are refused, not upgraded. */
 export const FORMAT_VERSION = 2;
 export const HEADER_BYTES = 64;
