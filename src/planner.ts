@@ -96,7 +96,7 @@ function normalizeValue(path: string, spec: FieldSpec, op: CmpOp, value: unknown
     return value;
   }
   const wrong = (what: string) => invalid(path, `compares a ${spec.kind} field with ${what}`);
-  const describe = (v: unknown) => (v === null ? 'null' : v instanceof Date ? 'a Date' : Array.isArray(v) ? 'an array' : `a ${typeof v}`);
+  const describe = (v: unknown) => (v === null ? 'null' : v instanceof Date ? (Number.isNaN(v.getTime()) ? 'an invalid Date' : 'a Date') : Array.isArray(v) ? 'an array' : `a ${typeof v}`);
   switch (spec.kind) {
     case 'int': case 'float':
       if (typeof value !== 'number') throw wrong(describe(value));

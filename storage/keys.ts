@@ -47,8 +47,13 @@ function writePart(part: KeyPart, index: number): number {
 const partError = (index: number, message: string) => new ModelVaultError('VALIDATION', message, { part: index });
 const tooLong = (index: number, bytes: number) => partError(index, `a key part of ${bytes} bytes is longer than the ${MAX_KEY_PART_BYTES} a key part may take`);
 
-/** Whether `part` can be encoded as a key component (strings are limited to 4 KiB). */
+/**
+ * Whether `part` can be encoded as a key component: strings are limited to 4 KiB, and NaN and
+ * an invalid Date have no place in the key order.
+ */
 export function keyPartFits(part: KeyPart): boolean {
+  if (typeof part === 'number') return !Number.isNaN(part);
+  if (part instanceof Date) return !Number.isNaN(part.getTime());
   // Up to a quarter as many UTF-16 units as bytes: at most 3 bytes each, far below the limit.
   if (typeof part !== 'string' || part.length <= MAX_KEY_PART_BYTES / 4) return true;
   try {

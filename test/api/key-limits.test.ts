@@ -56,6 +56,28 @@ describe.each(MODES)('key limits (%s)', (mode) => {
     expect(await docs.count()).toBe(0);
   });
 
+  it('NaN has no place in a key: an indexed float refuses it, and queries comparing with NaN match as JS does', async () => {
+    const Floats = model('floats', { id: t.int(), f: t.float(), g: t.float() }, { primaryKey: 'id', indexes: [{ name: 'byF', fields: ['f'] }] });
+    const db = await openDb(mode);
+    const floats = await db.register(Floats);
+    const rows = [-Infinity, -1.5, -0, 0, 2.5, Infinity].map((f, id) => ({ id, f, g: NaN }));
+    await floats.insertMany(rows);
+    const err = await expectValidation(floats.insert({ id: 99, f: NaN, g: 1 }), 'f');
+    expect(err.message).toMatch(/NaN cannot be part of a key.*index byF/);
+    expect(await floats.get(3)).toEqual({ id: 3, f: 0, g: NaN }); // NaN in an unindexed float is stored
+    const ids = async (q: { toArray(): Promise<{ id: number }[]> }) => (await q.toArray()).map((r) => r.id).sort((a, b) => a - b);
+    const want = (keep: (f: number) => boolean) => rows.filter((r) => keep(r.f)).map((r) => r.id);
+    const nan = Number.parseFloat('not a number'); // the reference compares as JS does
+    expect(await ids(floats.query().where('f', '=', NaN))).toEqual(want((f) => f === nan));
+    expect(await ids(floats.query().where('f', '>', NaN))).toEqual(want((f) => f > nan));
+    expect(await ids(floats.query().where('f', '<=', NaN))).toEqual(want((f) => f <= nan));
+    expect(await ids(floats.query().where('f', '!=', NaN))).toEqual(want((f) => f !== nan));
+    expect(await floats.query().where('f', '=', NaN).count()).toBe(0);
+    expect(await ids(floats.query().where('f', '>=', -1.5).where('f', '<', NaN))).toEqual([]);
+    const badDate = await expectValidation(db.register(model('dated', { id: t.int(), ts: t.timestamp() }, { primaryKey: 'id' })).then((c) => c.query().where('ts', '>', new Date(NaN)).toArray()), 'ts');
+    expect(badDate.message).toMatch(/an invalid Date/);
+  });
+
   it('answers queries that compare with values too long to be keys, as the reference does', async () => {
     const db = await openDb(mode);
     const docs = await db.register(Docs);
