@@ -198,7 +198,8 @@ export function toJsonValue(v: unknown): unknown {
   if (v instanceof Date) return v.toISOString();
   if (typeof v === 'bigint') return v.toString();
   if (v instanceof Uint8Array) return Buffer.from(v).toString('base64');
-  if (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0))) return Object.is(v, -0) ? '-0' : String(v);
+  if (Object.is(v, -0)) return '-0';
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
   if (Array.isArray(v)) return v.map(toJsonValue);
   if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, toJsonValue(x)]));
   return v;

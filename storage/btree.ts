@@ -257,9 +257,9 @@ export interface SliceOptions {
   /**
    * The caller is done with a slice's views (keys, cells, column vectors) before it pulls the
    * next slice. Then, once the buffer pool is full (from the start, for a tree more than twice
-   * the pool), the walk reads runs of leaves into one reused buffer instead of the
-   * pool: a long scan neither evicts the pool's pages nor leaves a buffer per page for the GC,
-   * so memory stays at cacheSize however large the scan.
+   * the pool), the walk reads runs of leaves into one reused buffer instead of the pool: a long
+   * scan neither evicts the pool's pages nor leaves a buffer per page for the GC, so memory
+   * stays at cacheSize however large the scan.
    */
   transient?: boolean;
 }
@@ -477,10 +477,18 @@ function maxEntryBytesFor(pageSize: number, columns: number): number {
  * absent cells and a 16-byte key just fits its leaf share. Wider rows could never be stored.
  */
 export function maxRowColumns(pageSize: number): number {
-  let columns = 64;
-  while (maxEntryBytesFor(pageSize, columns + 1) >= 4 + 16 + 4.25 * (columns + 1)) columns++;
-  return columns;
+  const fits = (columns: number) => entryBytes(SHORT_KEY, packRow(new Array<null>(columns).fill(null))) <= maxEntryBytesFor(pageSize, columns);
+  // Fitting only gets harder with more columns: a binary search below the row format's limit.
+  let lo = 64, hi = Math.min(pageSize, 0xffff);
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >>> 1;
+    if (fits(mid)) lo = mid;
+    else hi = mid;
+  }
+  return lo;
 }
+
+const SHORT_KEY = Buffer.alloc(16);
 
 export class BTreeWriter {
   readonly src: TxnSource;
