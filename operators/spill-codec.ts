@@ -13,13 +13,31 @@ const packr = new Packr({ useRecords: false, int64AsType: 'bigint', moreTypes: t
 type Encoded = [number, [string, 0 | 1 | 2, unknown, Uint8Array | null][]];
 
 export function encodeBatch(b: Batch): Uint8Array {
-  const cols: Encoded[1] = [];
+  const cols: SpillColumn[] = [];
   for (const [path, v] of b.vectors) {
-    if (v.kind === 'f64') { cols.push([path, 0, v.values, v.absent]); continue; }
+    if (v.kind === 'f64') { cols.push({ path, numbers: v.values, absent: v.absent }); continue; }
     const strings = encodeStrings(v.values, b.length);
-    cols.push(strings ? [path, 2, strings.packed, strings.absent] : [path, 1, v.values, null]);
+    cols.push(strings ? { path, utf8: strings.packed[0], lengths: strings.packed[1], absent: strings.absent } : { path, values: v.values });
   }
-  return packr.pack([b.length, cols] satisfies Encoded);
+  return encodeRecord(b.length, cols);
+}
+
+/**
+ * A column of a spill record, for writers that hold rows in another form than a Batch (the full
+ * sort's packed buffer). Typed arrays may be views of reused scratch: the record copies them.
+ * `utf8` holds the strings back to back; `lengths` counts each one's UTF-16 code units (a
+ * string's `.length`), so that ASCII text is copied byte for byte.
+ */
+export type SpillColumn =
+  | { path: string; numbers: Float64Array; absent: Uint8Array | null }
+  | { path: string; utf8: Uint8Array; lengths: Uint32Array; absent: Uint8Array | null }
+  | { path: string; values: readonly unknown[] };
+
+/** The spill record of `length` rows in `cols`: what decodeBatch reads back as a Batch. */
+export function encodeRecord(length: number, cols: readonly SpillColumn[]): Uint8Array {
+  const encoded: Encoded[1] = cols.map((c) =>
+    'numbers' in c ? [c.path, 0, c.numbers, c.absent] : 'utf8' in c ? [c.path, 2, [c.utf8, c.lengths], c.absent] : [c.path, 1, c.values, null]);
+  return packr.pack([length, encoded] satisfies Encoded);
 }
 
 /** A batch from its spill record; a record that does not decode to a well-formed batch is CORRUPT. */
