@@ -362,6 +362,7 @@ export class SortOp implements Operator {
         return;
       }
       await spillSorted();
+      buf?.release();
       let produced = 0;
       for await (const batch of mergeRuns(ctx, runs, this.keys, `${this.name}#${this.id}`, fanIn(), chunkRows(), chunkRows() * bytesPerRow, ioPages, stats)) {
         const take = Math.min(batch.length, this.limit - produced);
@@ -497,7 +498,8 @@ async function writeRun(ctx: ExecContext, label: string, sorted: Sorted, chunk: 
   try {
     for (let from = 0; from < total; from += chunk) {
       throwIfAborted(ctx.signal);
-      const bytes = encodeBatch(sorted.gather(from, Math.min(total, from + chunk)));
+      const to = Math.min(total, from + chunk);
+      const bytes = sorted.encode ? sorted.encode(from, to) : encodeBatch(sorted.gather(from, to));
       await writer.append(bytes);
       if (stats) stats.spilledBytes += bytes.byteLength;
     }

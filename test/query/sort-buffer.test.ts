@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { Batch, Vector } from '../../operators/batch.js';
 import { concatBatches } from '../../operators/batch.js';
 import { SortBuffer } from '../../operators/sort-buffer.js';
+import { decodeBatch } from '../../operators/spill-codec.js';
 import { pathVector } from '../../operators/paths.js';
 import { makeRowComparator, sortPermutation, type SortKey } from '../../operators/sort-op.js';
 
@@ -68,6 +69,60 @@ describe('SortBuffer', () => {
         expect(got).toEqual(order.map((i) => [all[i].k, all[i].x, all[i].s, all[i].t]));
       },
     ), { numRuns: 300 });
+  });
+
+  it('writes runs of spill records that decode to the rows gather gives, ASCII held as bytes once it spills', () => {
+    const asciiArb = fc.oneof(fc.constantFrom('', 'a', undefined, 'zz top'), fc.string({ unit: fc.integer({ min: 0, max: 127 }).map((c) => String.fromCharCode(c)), maxLength: 50 }));
+    const textArb = fc.oneof({ weight: 9, arbitrary: asciiArb }, { weight: 1, arbitrary: fc.constantFrom('é', '日本', undefined) });
+    const rowsArb = fc.array(fc.record({
+      k: fc.oneof(fc.integer({ min: -3, max: 3 }), fc.constantFrom(undefined, NaN, -0)),
+      x: fc.option(fc.double(), { nil: undefined }),
+      s: textArb,
+      t: textArb,
+    }), { minLength: 1, maxLength: 40 });
+    fc.assert(fc.property(
+      // Runs of batches: each run's rows are sorted and written before the next run's come,
+      // as a spilling sort does (the second run on reuses the first's memory).
+      fc.array(fc.array(rowsArb, { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 3 }), fc.boolean(), fc.integer({ min: 1, max: 23 }),
+      (runs, desc, step) => {
+        const keys: SortKey[] = [{ path: 'k', desc }];
+        const buf = new SortBuffer(keys, () => { throw new Error('one numeric key sorts packed'); });
+        for (const batches of runs) {
+          for (const rows of batches) buf.add(toBatch(rows));
+          const sorted = buf.sort();
+          expect(sorted.encode).toBeDefined();
+          const all = batches.flat();
+          const cmp = makeRowComparator(keys), ref = toBatch(all), vecs = [ref.vectors.get('k')!];
+          const order = all.map((_, i) => i).sort((i, j) => cmp(vecs, i, vecs, j) || i - j);
+          const got: unknown[][] = [];
+          for (let from = 0; from < sorted.length; from += step) {
+            const b = decodeBatch(sorted.encode!(from, Math.min(sorted.length, from + step)));
+            expect(b.length).toBe(Math.min(sorted.length, from + step) - from);
+            for (let i = 0; i < b.length; i++) got.push(['k', 'x', 's', 't'].map((p) => cell(b, p, i)));
+          }
+          expect(got).toEqual(order.map((i) => [all[i].k, all[i].x, all[i].s, all[i].t]));
+          // Gathering after encoding (an ASCII pack turns back into a string) gives the same rows.
+          const again: unknown[][] = [];
+          const b = sorted.gather(0, sorted.length);
+          for (let i = 0; i < b.length; i++) again.push(['k', 'x', 's', 't'].map((p) => cell(b, p, i)));
+          expect(again).toEqual(got);
+        }
+      },
+    ), { numRuns: 300 });
+  });
+
+  it('counts ASCII strings held as bytes at a byte a character', () => {
+    const keys: SortKey[] = [{ path: 'k', desc: false }];
+    const bytesOf = (text: string) => {
+      const buf = new SortBuffer(keys, () => { throw new Error('unused'); });
+      buf.add(toBatch([{ k: 0, x: 1, s: 'a', t: 'b' }]));
+      buf.sort(); // spilled: later ASCII packs are held as bytes
+      const rows: Row[] = Array.from({ length: 1000 }, (_, i) => ({ k: i, x: 1, s: text, t: 'x' }));
+      return buf.add(toBatch(rows));
+    };
+    // 1000 rows of 40 + 1 characters: as many bytes whether held as a latin1 string or ASCII bytes.
+    expect(bytesOf('e'.repeat(40)) - bytesOf('')).toBeGreaterThanOrEqual(40_000);
+    expect(bytesOf('e'.repeat(40))).toBe(bytesOf('é'.repeat(40)));
   });
 
   it('counts strings with a character above U+00FF at two bytes a character, as V8 stores them', () => {
