@@ -61,8 +61,8 @@ export class SortBuffer {
   private plain: Batch[] | null = null;
   /** The packs' typed arrays; a run's packs are dead once the next batch comes (see sort()). */
   private arena = new PackArena();
-  /** A sort() was followed by more input: the sort spills runs. */
-  private spilled = false;
+  /** ASCII strings are held as bytes (see pack()): the sort spills, or is expected to. */
+  private asciiAsBytes = false;
   /** sort() was called: the next add() starts a run over the last one's memory. */
   private sortedLast = false;
 
@@ -73,7 +73,7 @@ export class SortBuffer {
     if (this.sortedLast) {
       this.sortedLast = false;
       // The last sort's rows were written out as a run: its packs' memory takes this run's.
-      this.spilled = true;
+      this.asciiAsBytes = true;
       this.arena.reuse();
     }
     for (const k of this.keys) pathVector(b, k.path); // derived key paths are part of the layout
@@ -90,6 +90,9 @@ export class SortBuffer {
     this.longest = Math.max(this.longest, b.length);
     return packBytes(p);
   }
+
+  /** The input is expected not to fit the budget: hold ASCII strings as bytes from the first run on. */
+  expectSpill(): void { this.asciiAsBytes = true; }
 
   /** Whether batches were buffered as they came (their bytes are then the batch estimate). */
   get isPlain(): boolean { return this.plain !== null; }
@@ -128,13 +131,13 @@ export class SortBuffer {
       }
       if (ok) {
         blob = parts.join('');
-        // Once the sort spills, ASCII strings are held as bytes in the arena: a spilled run
+        // When the sort spills, ASCII strings are held as bytes in the arena: a spilled run
         // copies them into its records as they are (encode), where a string would be sliced
         // out, joined again and encoded per record; and a joined string lives until its run is
         // written, long enough to be promoted, then waits as old-generation garbage for a full
-        // collection while the next run fills (the heap held about two runs). Until then they
-        // stay strings: rows gathered from bytes cost a native call a string (~2.5x a slice).
-        if (this.spilled && !NON_ASCII_CHAR.test(blob)) {
+        // collection while the next run fills (the heap held about two runs). A sort that
+        // keeps its rows in memory keeps strings: its output would hold both copies.
+        if (this.asciiAsBytes && !NON_ASCII_CHAR.test(blob)) {
           ascii = arena.bytes(blob.length);
           ascii.write(blob, 0, blob.length, 'latin1');
           blob = null;

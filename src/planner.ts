@@ -301,7 +301,8 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
   const limit = state.limit;
   // count() needs no order (and decodes no order columns): a sort could not change the count.
   if (state.order.length && !access.ordered && !countOnlyRun) {
-    root = new SortOp(root, state.order.map((o): SortKey => ({ path: o.path, desc: o.desc })), Number.isFinite(limit) ? limit + state.offset : Infinity, topKToken);
+    root = new SortOp(root, state.order.map((o): SortKey => ({ path: o.path, desc: o.desc })), Number.isFinite(limit) ? limit + state.offset : Infinity, topKToken,
+      aggregating ? null : leftEstimate);
   }
   if (Number.isFinite(limit) || state.offset > 0) root = new LimitOp(root, limit, state.offset);
 
