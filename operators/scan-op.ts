@@ -260,6 +260,8 @@ export class TableScanOp implements Operator {
      * decoded.
      */
     readonly topKFilter: { readonly token: object; readonly paths: readonly string[] } | null = null,
+    /** Every row goes into an operator that keeps what it needs (a full sort): pages are not worth caching (SliceOptions.readOnce). */
+    readonly readOnce = false,
   ) {}
 
   children(): readonly Operator[] { return []; }
@@ -307,7 +309,7 @@ export class TableScanOp implements Operator {
     // Transient: every value is copied out of a leaf (numbers into new vectors, strings into
     // JS strings) before the next leaf is pulled, so once the pool is full the walk may read
     // leaves around it and a scan larger than the cache neither evicts it nor makes garbage pages.
-    for await (const slice of ctx.reader.slices(this.tree, this.bounds, { transient: true })) {
+    for await (const slice of ctx.reader.slices(this.tree, this.bounds, { transient: true, readOnce: this.readOnce })) {
       throwIfAborted(ctx.signal);
       const n = slice.end - slice.start;
       if (rows.length < n) { rows = new Uint32Array(n * 2); sel = new Uint32Array(n * 2); picked = new Uint32Array(n * 2); }

@@ -272,10 +272,14 @@ export function planQuery(state: QueryState, reader: TreeReader, opts: { countOn
     ? aggs.map(([name, a]) => indexEdgeFor(name, a, base.meta, pushable))
     : null;
   const edgesOp = edges !== null && edges.every((e) => e !== null) ? new IndexEdgesOp(edges as IndexEdge[]) : null;
+  // Every scanned row goes into a full sort (joined or not), which keeps what it needs itself.
+  const fullSort = state.order.length > 0 && !access.ordered && !Number.isFinite(state.limit) && !aggregating && !countOnlyRun;
   /** The operator that reads the queried collection. */
   const baseOperator = (): Operator => {
     const ix = access.index;
-    if (ix === null) return new TableScanOp(base.meta.rowsTree, base.meta.name, baseColumns, baseFilter, access.bounds, !limited, topKToken === null ? null : { token: topKToken, paths: topKKeys });
+    if (ix === null) {
+      return new TableScanOp(base.meta.rowsTree, base.meta.name, baseColumns, baseFilter, access.bounds, !limited, topKToken === null ? null : { token: topKToken, paths: topKKeys }, fullSort);
+    }
     const label = `${base.meta.name} via index ${ix.name}`;
     const residual = decided ? null : baseFilter;
     if (countOnlyAccess && decided) return new IndexCountOp(ix.tree, label, access.bounds, access.boundsText);
