@@ -267,7 +267,7 @@ export class SortBuffer {
  * allocated and dropped hundreds of MiB of small arrays, which malloc kept (fragmented, not
  * given back) while V8 freed them only at its next collection. Chunks double from 256 KiB, so a
  * small sort takes little, up to one larger than glibc's largest mmap threshold (32 MiB): such a
- * chunk is mapped on its own and unmapped when the arena is dropped.
+ * chunk is mapped on its own, and given back to the OS when collected after the arena is dropped.
  */
 class PackArena {
   private static readonly FIRST = 2 ** 18;
@@ -302,7 +302,7 @@ class PackArena {
   }
 }
 
-/** An ASCII pack's strings as one string, for gathering rows; its bytes go (one copy at a time). */
+/** An ASCII pack's strings as one string, for gathering rows; made once, then kept by the pack. */
 function stringsOf(p: Pack): string {
   const blob = p.ascii!.toString('latin1');
   p.blob = blob;
