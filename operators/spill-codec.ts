@@ -17,7 +17,7 @@ export function encodeBatch(b: Batch): Uint8Array {
   for (const [path, v] of b.vectors) {
     if (v.kind === 'f64') { cols.push({ path, numbers: v.values, absent: v.absent }); continue; }
     const strings = encodeStrings(v.values, b.length);
-    cols.push(strings ? { path, utf8: strings.packed[0], lengths: strings.packed[1], absent: strings.absent } : { path, values: v.values });
+    cols.push(strings ? { path, ...strings } : { path, values: v.values });
   }
   return encodeRecord(b.length, cols);
 }
@@ -74,8 +74,8 @@ export function decodeBatch(bytes: Uint8Array): Batch {
 const unreadable = (why: string, cause?: unknown) =>
   new ModelVaultError('CORRUPT', `spill record is unreadable: ${why}`, { offset: -1 }, cause === undefined ? undefined : { cause });
 
-/** Strings (and absent values) as [blob, lengths] and an absent mask; null when not all strings. */
-function encodeStrings(values: readonly unknown[], length: number): { packed: [Uint8Array, Uint32Array]; absent: Uint8Array | null } | null {
+/** Strings (and absent values) as UTF-8 back to back, their lengths and an absent mask; null when not all strings. */
+function encodeStrings(values: readonly unknown[], length: number): { utf8: Uint8Array; lengths: Uint32Array; absent: Uint8Array | null } | null {
   if (length === 0 || values.length !== length) return null;
   const lengths = new Uint32Array(length);
   let absent: Uint8Array | null = null;
@@ -89,7 +89,7 @@ function encodeStrings(values: readonly unknown[], length: number): { packed: [U
   const joined = parts.join('');
   // A lone surrogate would not survive UTF-8: such columns keep the msgpack form.
   if (!(joined as string & { isWellFormed(): boolean }).isWellFormed()) return null;
-  return { packed: [Buffer.from(joined, 'utf8'), lengths], absent };
+  return { utf8: Buffer.from(joined, 'utf8'), lengths, absent };
 }
 
 function decodeStrings(packed: unknown, absent: Uint8Array | null, length: number, path: string): (string | undefined)[] {

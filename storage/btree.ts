@@ -321,7 +321,7 @@ export async function* leafSlices(src: NodeSource, rootOrLookup: number | (() =>
    * kept would hold up to cacheSize of memory. Below that, filling pays: a 10% filter over 1M
    * orders (95 MiB) ran 26% faster per repeated scan with 64 MiB of them in the pool than
    * reading all of them around it. Not so for a walk read once (SliceOptions.readOnce): a full
-   * sort of the same orders ran as fast with bulk reads and peaked 60-70 MiB lower. Judged
+   * sort of the same orders ran as fast with bulk reads and peaked about 70 MiB lower. Judged
    * once, at the first level-1 branch, from the fan-outs on the path down (about the tree's
    * leaf count).
    */
