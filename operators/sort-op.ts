@@ -382,6 +382,7 @@ export class SortOp implements Operator {
       }
     } finally {
       if (this.filterToken !== null) ctx.dynamicFilters?.delete(this.filterToken);
+      buf?.release(); // the output batches are copies: the packs' memory can go at once
       for (const r of runs) r.drop();
     }
   }
