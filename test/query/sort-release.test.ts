@@ -30,7 +30,7 @@ describe.each(MODES)('a full sort releases its packed rows when the query ends (
     return { coll, data };
   }
 
-  it('run to the end in memory, and left early by break', async () => {
+  it('run to the end in memory, left early by break, and aborted', async () => {
     const { coll, data } = await setup();
     expect(sortPackBytesHeld()).toBe(0);
     const got: unknown[] = [];
