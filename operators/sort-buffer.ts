@@ -155,10 +155,8 @@ export class SortBuffer {
   /** Back to plain batches (a batch did not fit the layout). */
   private unpack(): void {
     const all = this.packs.length ? this.sortedPacks(this.identityIds()).gatherAll() : [];
-    this.packs = [];
+    this.release(); // the gathered batches are copies
     this.plain = all;
-    this.arena.dispose();
-    this.arena = new PackArena();
   }
 
   /**
